@@ -1,0 +1,104 @@
+"""Incremental codec decoding with the decoder transformer's sliding attention window.
+
+mlx-audio's `streaming_step` keeps an unbounded KV cache and ignores the decoder's
+`sliding_window` (72 frames), so its cost and memory grow with utterance length and
+its output drifts from the reference model. `StreamingDecoder` runs the same layers
+with a cache trimmed to the window, so every chunk costs the same however long the
+utterance gets, and the result equals `decode_reference` (a one-shot decode with a
+sliding-window mask) up to float rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlx.core as mx
+
+
+def window_mask(queries: int, cached: int, window: int | None, dtype: mx.Dtype = mx.float32) -> mx.array:
+    """Additive mask for `queries` new positions attending to `cached` earlier ones and themselves."""
+    q = mx.arange(queries)[:, None] + cached
+    k = mx.arange(cached + queries)[None, :]
+    distance = q - k
+    allowed = distance >= 0
+    if window is not None:
+        allowed = allowed & (distance < window)
+    return mx.where(allowed, mx.array(0.0, dtype), mx.array(-mx.inf, dtype))
+
+
+class _WindowCache:
+    """A KV cache that keeps only the keys and values a sliding window can still see."""
+
+    def __init__(self, window: int | None) -> None:
+        self._keep = None if window is None else window - 1
+        self.keys: mx.array | None = None
+        self.values: mx.array | None = None
+        self.offset = 0
+
+    @property
+    def cached(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        if self.keys is not None and self.values is not None:
+            keys = mx.concatenate([self.keys, keys], axis=2)
+            values = mx.concatenate([self.values, values], axis=2)
+        self.offset += keys.shape[2] - self.cached
+        if self._keep == 0:
+            self.keys = self.values = None
+        elif self._keep is None:
+            self.keys, self.values = keys, values
+        else:
+            self.keys, self.values = keys[:, :, -self._keep :], values[:, :, -self._keep :]
+        return keys, values
+
+
+def raw_decoder(model: Any) -> Any:
+    """The codec decoder module itself (mlx-audio wraps it in `mx.compile` after loading)."""
+    decoder = model.speech_tokenizer.decoder
+    return getattr(decoder.streaming_step, "__self__", decoder)
+
+
+class StreamingDecoder:
+    """Turns codec frames into audio chunk by chunk, keeping the state between chunks."""
+
+    def __init__(self, decoder: Any, window: int | None) -> None:
+        self._decoder = decoder
+        self.window = window
+        self.upsample = int(decoder.total_upsample)
+        self._caches: list[_WindowCache] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous utterance."""
+        self._decoder.reset_streaming_state()
+        self._caches = [_WindowCache(self.window) for _ in self._decoder.pre_transformer.layers]
+
+    def step(self, codes: mx.array) -> mx.array:
+        """Decode new frames `codes` [1, groups, n] into n * upsample samples (lazy)."""
+        dec = self._decoder
+        hidden = dec.quantizer.decode(codes).transpose(0, 2, 1)
+        hidden = dec.pre_conv.step(hidden)
+        mask = window_mask(hidden.shape[1], self._caches[0].cached, self.window, hidden.dtype)
+        hidden = dec.pre_transformer(hidden, mask=mask, cache=self._caches)
+        for transpose_conv, convnext in dec.upsample:
+            hidden = convnext.step(transpose_conv(hidden))
+        wav = dec.decoder[0].step(hidden)
+        for block in dec.decoder[1:-2]:
+            wav = block.step(wav)
+        wav = dec.decoder[-1].step(dec.decoder[-2](wav))
+        return mx.clip(wav[0, :, 0], -1.0, 1.0)
+
+
+def decode_reference(decoder: Any, codes: mx.array, window: int | None) -> mx.array:
+    """Decode all of `codes` [1, groups, n] in one pass, with the sliding-window mask."""
+    hidden = decoder.quantizer.decode(codes).transpose(0, 2, 1)
+    hidden = decoder.pre_conv(hidden)
+    mask = window_mask(hidden.shape[1], 0, window, hidden.dtype)
+    hidden = decoder.pre_transformer(hidden, mask=mask)
+    for transpose_conv, convnext in decoder.upsample:
+        hidden = convnext(transpose_conv(hidden))
+    wav = hidden
+    for layer in decoder.decoder:
+        wav = layer(wav)
+    return mx.clip(wav[0, :, 0], -1.0, 1.0)

@@ -1,0 +1,177 @@
+"""Plain data passed into and out of the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
+
+
+class Variant(StrEnum):
+    """The three Qwen3-TTS model variants."""
+
+    CUSTOM_VOICE = "custom_voice"
+    VOICE_DESIGN = "voice_design"
+    BASE = "base"
+
+
+class CachePolicy(StrEnum):
+    """When the engine gives MLX's buffer cache back to the system."""
+
+    CHUNK = "chunk"
+    """Clear at every chunk boundary (flat memory, a small cost per chunk)."""
+    LIMIT = "limit"
+    """Clear at a chunk boundary only when the cache is over the configured limit."""
+
+
+class SpeechdError(Exception):
+    """An error with a stable code that front ends can show to clients."""
+
+    code = "error"
+
+
+class InvalidRequestError(SpeechdError):
+    code = "invalid-request"
+
+
+class UnknownVoiceError(SpeechdError):
+    code = "unknown-voice"
+
+
+class TextTooLongError(SpeechdError):
+    code = "text-too-long"
+
+
+class ModelLoadError(SpeechdError):
+    code = "model-unavailable"
+
+
+class EngineFailure(SpeechdError):
+    code = "engine-failure"
+
+
+class EngineClosedError(SpeechdError):
+    code = "engine-closed"
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """Who speaks and how. Unset fields fall back to the engine's defaults."""
+
+    speaker: str | None = None
+    language: str | None = None
+    instruct: str | None = None
+    ref_audio: str | None = None
+    ref_text: str | None = None
+
+    def over(self, defaults: VoiceSettings) -> VoiceSettings:
+        """These settings, with unset fields taken from `defaults`."""
+        return VoiceSettings(
+            speaker=self.speaker or defaults.speaker,
+            language=self.language or defaults.language,
+            instruct=self.instruct if self.instruct is not None else defaults.instruct,
+            ref_audio=self.ref_audio or defaults.ref_audio,
+            ref_text=self.ref_text if self.ref_text is not None else defaults.ref_text,
+        )
+
+
+@dataclass(frozen=True)
+class ChunkSchedule:
+    """How many codec frames (80 ms each) go into each decoded chunk.
+
+    The first chunk is small for a quick first sound; chunk sizes then double
+    until they reach `frames`, so the per-chunk overhead is not paid forever.
+    """
+
+    first_frames: int = 2
+    frames: int = 10
+
+    def __post_init__(self) -> None:
+        if self.first_frames < 1 or self.frames < 1:
+            raise ValueError("chunk sizes must be at least one frame")
+
+    def size(self, index: int) -> int:
+        """Frames in chunk number `index` (0-based)."""
+        return min(max(self.frames, self.first_frames), self.first_frames << min(index, 16))
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """Limits that end runaway generation cleanly."""
+
+    frames_per_char: float = 3.0
+    """Frame cap per character of text (CJK characters count triple); generous on purpose."""
+    min_frames: int = 75
+    """The frame cap never goes below this (6 s of audio)."""
+    max_silence_seconds: float = 6.0
+    """End an utterance after this much continuous near-silence."""
+    repetition_frames: int = 60
+    """End an utterance whose last this-many frames loop with a short period."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine needs to know at start-up."""
+
+    model: str = DEFAULT_MODEL
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    cache_policy: CachePolicy = CachePolicy.CHUNK
+    cache_limit_mb: int = 1024
+    decoder_window: int | None = None
+    """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
+    max_text_chars: int = 10000
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """Per-reply settings given by a front end."""
+
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    seed: int | None = None
+    sentence_pause: float = 0.0
+    """Seconds of silence between sentences."""
+    lead_in: float = 0.0
+    """Seconds of silence before the first audio, against clipped first words."""
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One piece of a reply's audio: 24 kHz 16-bit mono PCM."""
+
+    pcm: bytes
+    sequence: int
+    sentence: int
+    frames: int
+    """Codec frames decoded into this chunk (0 for inserted silence)."""
+    compute_seconds: float
+
+
+@dataclass(frozen=True)
+class SynthesisStats:
+    """How a finished reply went."""
+
+    sentences: int
+    frames: int
+    audio_seconds: float
+    compute_seconds: float
+    time_to_first_audio: float | None
+    """Seconds from the reply's first sentence being ready to its first audio."""
+    peak_memory_bytes: int
+    finish_reason: str
+
+    @property
+    def real_time_factor(self) -> float:
+        """Compute seconds per second of audio (below 1 is faster than real time)."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+    def summary(self) -> str:
+        ttfa = "n/a" if self.time_to_first_audio is None else f"{self.time_to_first_audio:.3f}s"
+        return (
+            f"first audio {ttfa}, RTF {self.real_time_factor:.3f}, {self.frames} frames, "
+            f"{self.audio_seconds:.2f}s audio in {self.sentences} sentence(s), "
+            f"peak memory {self.peak_memory_bytes / 1e6:.0f} MB, finished: {self.finish_reason}"
+        )
