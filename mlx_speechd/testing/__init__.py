@@ -1,0 +1,1 @@
+"""Test helpers: random-weight Qwen3-TTS model folders (see ``model_factory``)."""
