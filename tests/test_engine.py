@@ -76,9 +76,7 @@ def test_streamed_audio_equals_one_shot_decode(tiny_custom_voice: Path) -> None:
     settings = GenerationSettings(ChunkSchedule(2, 5), GuardSettings(), CachePolicy.CHUNK, 0)
     utt = Utterance("Seams must not click.", "ryan", "auto", None, None, None)
     mx.random.seed(3)
-    chunks = list(
-        generate_utterance(model, info, decoder, utt, settings, lambda: False, max_frames=40)
-    )
+    chunks = list(generate_utterance(model, info, decoder, utt, settings, lambda: False, max_frames=40))
     streamed = np.concatenate([c.audio for c in chunks])
     codes = np.concatenate([c.codes for c in chunks if c.frames], axis=1)
     assert codes.shape[1] == 40 and streamed.shape == (40 * FRAME_SAMPLES,)
@@ -96,9 +94,7 @@ def test_sliding_window_keeps_long_utterances_equal_to_windowed_reference(
     assert info.decoder_window == 72
     decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
     codes = mx.random.randint(0, 200, (1, 16, 100))
-    streamed = np.concatenate(
-        [np.array(decoder.step(codes[:, :, i : i + 7])) for i in range(0, 100, 7)]
-    )
+    streamed = np.concatenate([np.array(decoder.step(codes[:, :, i : i + 7])) for i in range(0, 100, 7)])
     reference = np.array(decode_reference(raw_decoder(model), codes, info.decoder_window))
     np.testing.assert_allclose(streamed, reference, atol=2e-4)
     # Past 72 frames the window matters: an unbounded decode is measurably different audio.
@@ -221,9 +217,7 @@ def test_repetition_and_silence_guards() -> None:
 
 def test_repetition_guard_ends_the_utterance(tiny_custom_voice: Path) -> None:
     """A guard that fires ends the utterance cleanly, with the reason in the stats."""
-    engine = next(
-        _engine(tiny_custom_voice, guards=GuardSettings(repetition_frames=3), warmup=False)
-    )
+    engine = next(_engine(tiny_custom_voice, guards=GuardSettings(repetition_frames=3), warmup=False))
     try:
         reply = engine.reply(ReplyOptions(seed=1))
         reply.speak(LONG_TEXT)
@@ -286,9 +280,7 @@ def test_missing_local_model_is_a_clear_error(tmp_path: Path) -> None:
         engine.start()
 
 
-def test_uncached_hub_model_offline_is_a_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_uncached_hub_model_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     engine = Engine(EngineConfig(model="mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -32,11 +31,6 @@ from .types import (
 
 _LOGGER = logging.getLogger(__name__)
 
-# MLX on the CPU aborts at interpreter exit ("terminate called without an active
-# exception") after kernels ran on a non-main thread, unless the main thread
-# synchronizes first; this keeps exit codes honest.
-atexit.register(mx.synchronize)
-
 DEFAULT_DESIGN = "A clear, warm, natural voice speaking at a relaxed pace."
 _REF_AUDIO_CACHE = 4
 
@@ -58,7 +52,8 @@ class Engine:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._info: ModelInfo | None = None
-        self._thread = threading.Thread(target=self._run, name="mlx-engine", daemon=True)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._thread_main, name="mlx-engine", daemon=True)
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
 
     # ---- life cycle ----
@@ -83,7 +78,7 @@ class Engine:
         for reply in replies:
             reply.cancel()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._stopped.wait(timeout=10)
         for reply in replies:
             self._end(reply, EngineClosedError("the engine is shutting down"))
 
@@ -108,12 +103,11 @@ class Engine:
 
     @property
     def default_voice(self) -> str:
-        speaker = self.config.voice.speaker
-        if speaker and speaker.lower() in self.voices:
-            return speaker.lower()
-        if "ryan" in self.voices:
-            return "ryan"
-        return self.voices[0]
+        """The voice used when a request names none."""
+        speaker = (self.config.voice.speaker or "").lower()
+        if speaker in self.voices:
+            return speaker
+        return "ryan" if "ryan" in self.voices else self.voices[0]
 
     # ---- replies ----
     def reply(self, options: ReplyOptions | None = None, *, asynchronous: bool = False) -> Reply:
@@ -145,10 +139,10 @@ class Engine:
         info = self.info
         voice = requested.over(self.config.voice)
         language = normalize_language(voice.language or "auto", info.languages)
-        speaker = (requested.speaker or "").strip().lower() or None
+        speaker = (voice.speaker or "").strip().lower() or None
         if speaker is not None and speaker not in self.voices:
             raise UnknownVoiceError(
-                f"Unknown voice '{requested.speaker}'. This model's voices: {', '.join(self.voices)}"
+                f"Unknown voice '{voice.speaker}'. This model's voices: {', '.join(self.voices)}"
             )
         instruct = voice.instruct or None
         if info.variant is Variant.CUSTOM_VOICE:
@@ -169,6 +163,16 @@ class Engine:
         return VoiceSettings(language=language, ref_audio=voice.ref_audio, ref_text=voice.ref_text or None)
 
     # ---- engine thread ----
+    def _thread_main(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._stopped.set()
+        # Park instead of returning: MLX's CPU backend aborts the process ("terminate called
+        # without an active exception") when a thread that ran kernels exits before the
+        # interpreter does. A parked daemon thread holds no model (the locals are gone).
+        threading.Event().wait()
+
     def _run(self) -> None:
         try:
             model, self._info = load_model(self.config.model)
@@ -187,6 +191,7 @@ class Engine:
                 self._info.size,
                 ", ".join(self.voices),
             )
+            self._check_default_voice()
             if self.config.warmup:
                 self._warm_up(model, decoder, settings)
         except BaseException as err:  # reported to start()'s caller
@@ -284,6 +289,15 @@ class Engine:
         if len(self._ref_audio) > _REF_AUDIO_CACHE:
             self._ref_audio.popitem(last=False)
         return audio
+
+    def _check_default_voice(self) -> None:
+        """Fail at start-up, not at the first request, when the configured voice is wrong."""
+        try:
+            self.resolve_voice(VoiceSettings())
+        except InvalidRequestError as err:
+            if self.info.variant is not Variant.BASE or self.config.voice.ref_audio:
+                raise
+            _LOGGER.warning("%s; until then every request must bring its own reference audio", err)
 
     def _warm_up(self, model: Any, decoder: StreamingDecoder, settings: GenerationSettings) -> None:
         """Compile kernels for the first-chunk and steady chunk shapes before serving."""
