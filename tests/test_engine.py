@@ -14,6 +14,7 @@ import soundfile
 
 from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, pcm16_to_float
 from mlx_speechd.engine import (
+    AudioChunk,
     ChunkSchedule,
     Engine,
     EngineConfig,
@@ -49,8 +50,8 @@ def test_chunks_stream_before_generation_ends(engine: Engine) -> None:
     reply = engine.reply()
     reply.speak("Hello there, this is a streaming test.")
     reply.finish()
-    chunks = []
-    stats_at_first_chunk = "unset"
+    chunks: list[AudioChunk] = []
+    stats_at_first_chunk: object = "unset"
     for chunk in reply:
         if not chunks:
             stats_at_first_chunk = reply.stats  # None while the engine is still generating
