@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from typing import Any
 
 from . import __version__
+from .config import CONFIG_ENV, ENV_PREFIX, ConfigError, apply_defaults, format_config
 from .engine import (
     DEFAULT_MODEL,
     CachePolicy,
@@ -18,6 +21,17 @@ from .engine import (
 _LOGGER = logging.getLogger(__name__)
 
 SUBCOMMANDS = ("make-test-model",)
+
+
+class _AppendOverride(argparse._AppendAction):
+    """Append, but the first use on the command line replaces a list from the config or environment."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        marker = f"_{self.dest}_from_command_line"
+        if not getattr(namespace, marker, False):
+            setattr(namespace, self.dest, [])
+            setattr(namespace, marker, True)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = parser.add_argument_group("daemon (runs until stopped; either or both)")
     daemon.add_argument(
         "--uri",
-        action="append",
+        action=_AppendOverride,
         default=[],
         help="serve Wyoming on tcp://HOST:PORT or unix://PATH (repeatable); "
         "tcp://127.0.0.1:10200 for Home Assistant on this machine, tcp://0.0.0.0:10200 for others",
@@ -111,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["finish", "cancel"],
         default="finish",
         help="at stdin EOF, finish or cancel the requests in flight before exiting",
+    )
+
+    settings = parser.add_argument_group("configuration")
+    settings.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML file of settings (default: ${CONFIG_ENV}); any option can also come from "
+        f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}MODEL). Command line > environment > file > defaults",
+    )
+    settings.add_argument(
+        "--print-config", action="store_true", help="print the effective settings as TOML and exit"
     )
 
     logs = parser.add_argument_group("logging")
@@ -155,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return make_test_model(argv[1:])
     parser = build_parser()
+    try:
+        sources = apply_defaults(parser, _config_path(argv), os.environ)
+    except ConfigError as err:
+        parser.error(str(err))
     args = parser.parse_args(argv)
+    if args.print_config:
+        sys.stdout.write(format_config(parser, args, sources))
+        return 0
     try:
         config = engine_config(args)
     except ValueError as err:
@@ -170,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     from .oneshot import run_oneshot
 
     return run_oneshot(args, config)
+
+
+def _config_path(argv: list[str]) -> str | None:
+    """The --config value, found before the full parse so the file can supply defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    return pre.parse_known_args(argv)[0].config
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""Settings from a TOML file and MLX_SPEECHD_* environment variables, under the command line.
+
+Precedence, highest first: command line, environment, config file, built-in defaults.
+The config file is `--config PATH` or `$MLX_SPEECHD_CONFIG`; its keys are the long option
+names with dashes as underscores (`sentence_silence = 0.2`, `uri = ["tcp://0.0.0.0:10200"]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MLX_SPEECHD_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+_NOT_SETTINGS = {"help", "version", "text", "config", "print_config"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """A config file or environment variable that can't be used."""
+
+
+def settable_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The parser's options that a config file or the environment may set, by key."""
+    return {
+        action.dest: action
+        for action in parser._actions
+        if action.option_strings and action.dest not in _NOT_SETTINGS
+    }
+
+
+def apply_defaults(
+    parser: argparse.ArgumentParser, config_path: str | None, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Set the parser's defaults from the config file, then the environment.
+
+    Returns where each non-default setting came from, for --print-config.
+    """
+    actions = settable_actions(parser)
+    sources: dict[str, str] = {}
+    path = config_path or environ.get(CONFIG_ENV)
+    if path:
+        for key, value in _read_file(Path(path).expanduser(), actions).items():
+            parser.set_defaults(**{key: value})
+            sources[key] = f"config file {path}"
+    for key, action in actions.items():
+        name = ENV_PREFIX + key.upper()
+        if name in environ:
+            parser.set_defaults(**{key: _from_string(action, environ[name], name)})
+            sources[key] = f"environment {name}"
+    return sources
+
+
+def _read_file(path: Path, actions: dict[str, argparse.Action]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    values = {}
+    for key, value in data.items():
+        action = actions.get(key.replace("-", "_"))
+        if action is None:
+            known = ", ".join(sorted(actions))
+            raise ConfigError(f"unknown setting '{key}' in {path}; known settings: {known}")
+        values[action.dest] = _from_toml(action, value, f"'{key}' in {path}")
+    return values
+
+
+def _from_toml(action: argparse.Action, value: Any, where: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [_convert(action, str(item), where) for item in items]
+    if action.nargs == "?" and isinstance(value, bool):
+        return action.const if value else None
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{where} must be a single value")
+    return _convert(action, str(value), where)
+
+
+def _from_string(action: argparse.Action, text: str, where: str) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if text.strip().lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"{where} must be 1/0, true/false, yes/no or on/off")
+        return text.strip().lower() in _TRUE
+    if isinstance(action, argparse._AppendAction):
+        return [_convert(action, item, where) for item in text.replace(",", " ").split()]
+    if action.nargs == "?" and text.strip().lower() in _TRUE:
+        return action.const
+    return _convert(action, text, where)
+
+
+def _convert(action: argparse.Action, text: str, where: str) -> Any:
+    try:
+        value = action.type(text) if callable(action.type) else text
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: invalid value {text!r}") from err
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ConfigError(f"{where}: {text!r} is not one of {choices}")
+    return value
+
+
+def format_config(parser: argparse.ArgumentParser, args: argparse.Namespace, sources: dict[str, str]) -> str:
+    """The effective settings as a TOML document, each non-default one with its source."""
+    lines = ["# mlx-speechd effective configuration (TOML; usable as a config file)"]
+    for key in settable_actions(parser):
+        value = getattr(args, key)
+        source = "command line" if value != parser.get_default(key) else sources.get(key)
+        if value is None:
+            lines.append(f"# {key} is not set")
+            continue
+        comment = f"  # {source}" if source else ""
+        lines.append(f"{key} = {_toml_value(value)}{comment}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
