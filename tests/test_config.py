@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from mlx_speechd.cli import build_parser
 from mlx_speechd.config import ConfigError, apply_defaults, format_config
 
 
-def parse(argv: list[str], env: dict[str, str], config: Path | None = None):  # type: ignore[no-untyped-def]
+def parse(
+    argv: list[str], env: dict[str, str], config: Path | None = None
+) -> tuple[argparse.ArgumentParser, argparse.Namespace, dict[str, str]]:
     parser = build_parser()
     sources = apply_defaults(parser, str(config) if config else None, env)
     return parser, parser.parse_args(argv), sources
