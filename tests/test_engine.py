@@ -287,3 +287,24 @@ def test_uncached_hub_model_offline_is_a_clear_error(tmp_path: Path, monkeypatch
     engine = Engine(EngineConfig(model="mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"))
     with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
         engine.start()
+
+
+def test_same_audio_as_mlx_audio_generate_for_the_same_seed(tiny_custom_voice: Path) -> None:
+    """Our frame loop and streaming decoder reproduce mlx-audio's own one-shot generate exactly."""
+    model, info = load_model(str(tiny_custom_voice))
+    mx.random.seed(5)
+    upstream = np.concatenate(
+        [np.array(r.audio) for r in model.generate("Hello there.", voice="ryan", max_tokens=30)]
+    )
+    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    settings = GenerationSettings(ChunkSchedule(), GuardSettings(), CachePolicy.CHUNK, 0)
+    utt = Utterance("Hello there.", "ryan", "auto", None, None, None)
+    mx.random.seed(5)
+    ours = np.concatenate(
+        [
+            c.audio
+            for c in generate_utterance(model, info, decoder, utt, settings, lambda: False, max_frames=30)
+        ]
+    )
+    assert ours.shape == upstream.shape == (30 * FRAME_SAMPLES,)
+    np.testing.assert_allclose(ours, upstream, atol=2e-4)
