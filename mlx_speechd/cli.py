@@ -20,7 +20,7 @@ from .engine import (
 
 _LOGGER = logging.getLogger(__name__)
 
-SUBCOMMANDS = ("make-test-model",)
+SUBCOMMANDS = ("check", "download", "make-test-model")
 
 
 class _AppendOverride(argparse._AppendAction):
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Streaming Qwen3-TTS text to speech on MLX. Speaks TEXT (or stdin, line by line) "
             "and exits, or serves Wyoming (--uri) and/or JSON lines (--stdio) as a daemon. "
-            "Subcommands: make-test-model (see `mlx-speechd make-test-model --help`)."
+            "Subcommands: check, download, make-test-model (see `mlx-speechd SUBCOMMAND --help`)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -179,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         from .testing.__main__ import main as make_test_model
 
         return make_test_model(argv[1:])
+    if argv and argv[0] == "check":
+        from .healthcheck import main as check
+
+        return check(argv[1:])
+    if argv and argv[0] == "download":
+        from .download import main as download
+
+        return download(argv[1:])
     parser = build_parser()
     try:
         sources = apply_defaults(parser, _config_path(argv), os.environ)

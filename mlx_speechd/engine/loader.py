@@ -16,7 +16,7 @@ from .types import ModelLoadError, Variant
 
 _LOGGER = logging.getLogger(__name__)
 
-_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
 ISO_LANGUAGES = {
     "zh": "chinese",
@@ -71,19 +71,20 @@ def resolve_model_path(model: str) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(model, allow_patterns=_HUB_FILES, local_files_only=True))
+        return Path(snapshot_download(model, allow_patterns=HUB_FILES, local_files_only=True))
     except LocalEntryNotFoundError:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise ModelLoadError(_not_cached_message(model, "HF_HUB_OFFLINE is set"))
+        raise ModelLoadError(not_cached_message(model, "HF_HUB_OFFLINE is set"))
     _LOGGER.info("Downloading %s from the Hugging Face hub (first run only)", model)
     try:
-        return Path(snapshot_download(model, allow_patterns=_HUB_FILES))
+        return Path(snapshot_download(model, allow_patterns=HUB_FILES))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise ModelLoadError(_not_cached_message(model, f"download failed: {err}")) from err
+        raise ModelLoadError(not_cached_message(model, f"download failed: {err}")) from err
 
 
-def _not_cached_message(model: str, why: str) -> str:
+def not_cached_message(model: str, why: str) -> str:
+    """The one-paragraph explanation when a model is neither cached nor downloadable."""
     return (
         f"Model '{model}' is not in the local Hugging Face cache and could not be downloaded "
         f"({why}). On a machine with internet access run `mlx-speechd download {model}` "
