@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .engine import Engine, EngineConfig, SpeechdError
+from .stdout import claim_stdout
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,11 +26,17 @@ def run_daemon(args: argparse.Namespace, config: EngineConfig) -> int:
 
 
 async def _main(args: argparse.Namespace, config: EngineConfig) -> int:
+    # stdio: take stdout for protocol lines before the model loads (libraries print while loading).
+    protocol_out = claim_stdout() if args.stdio else None
     engine = Engine(config)
     try:
         await engine.astart()
     except SpeechdError as err:
         print(f"mlx-speechd: error: {err}", file=sys.stderr, flush=True)
+        if protocol_out is not None:
+            from .frontends.stdio_server import write_startup_error
+
+            write_startup_error(protocol_out, err)
         engine.close()
         return 1
     front_ends: list[Coroutine[Any, Any, Any]] = []
@@ -37,10 +44,10 @@ async def _main(args: argparse.Namespace, config: EngineConfig) -> int:
         from .frontends.wyoming_server import serve_wyoming
 
         front_ends.extend(serve_wyoming(engine, uri, args) for uri in args.uri)
-    if args.stdio:
+    if protocol_out is not None:
         from .frontends.stdio_server import serve_stdio
 
-        front_ends.append(serve_stdio(engine, args))
+        front_ends.append(serve_stdio(engine, args, protocol_out))
     tasks = [asyncio.create_task(front_end) for front_end in front_ends]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
