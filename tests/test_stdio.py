@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -71,8 +73,12 @@ class Daemon:
         self._stderr = bytearray()
         self._cond = threading.Condition()
         self._eof = False
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -142,7 +148,11 @@ class Daemon:
         self.wait_for(lambda m: m == {"type": "pong", "id": rid})
 
     def wait_exit(self, timeout: float = TIMEOUT) -> int:
-        return self.process.wait(timeout)
+        """The exit code, once the process has exited and all its output has been read."""
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -487,3 +497,40 @@ def test_a_closed_stdout_ends_the_daemon_quietly(tiny_custom_voice: Path, tmp_pa
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_stdio_and_wyoming_share_one_engine(tiny_custom_voice: Path) -> None:
+    """`--stdio --uri ...`: one process, one engine; a Wyoming client is served while stdio requests run."""
+    from wyoming.audio import AudioChunk
+    from wyoming.client import AsyncTcpClient
+    from wyoming.tts import Synthesize
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    daemon = start_daemon(tiny_custom_voice, "--uri", f"tcp://127.0.0.1:{port}")
+
+    async def wyoming_synthesize(text: str) -> bytes:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Synthesize(text=text).event())
+            audio = b""
+            while (event := await asyncio.wait_for(client.read_event(), TIMEOUT)) is not None:
+                if AudioChunk.is_type(event.type):
+                    audio += AudioChunk.from_event(event).audio
+                if event.type == "audio-stop":
+                    return audio
+        raise AssertionError("the Wyoming server closed the connection")
+
+    try:
+        daemon.wait_for(lambda m: m["type"] == "ready", timeout=120)
+        daemon.send({"type": "synthesize", "id": "stdio", "text": "From stdio. Second sentence."})
+        daemon.wait_for(lambda m: m["type"] == "audio-chunk")
+        assert len(asyncio.run(wyoming_synthesize("From Wyoming."))) == SENTENCE_BYTES
+        assert daemon.final("stdio")["frames"] == 2 * SENTENCE_FRAMES
+        assert len(audio_of(daemon.of("stdio"))) == 2 * SENTENCE_BYTES
+        daemon.close_stdin()  # the end of stdin ends the whole daemon, Wyoming included
+        assert daemon.wait_exit() == 0, daemon.stderr[-3000:]
+        # One engine: its reply numbers count both front ends' requests.
+        assert "Reply 1:" in daemon.stderr and "Reply 2:" in daemon.stderr
+    finally:
+        daemon.stop()

@@ -1,0 +1,178 @@
+"""The example TypeScript-typed client (docs/examples) on Bun and Node, against the real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+CLIENT = EXAMPLES / "mlx-speechd-client.mjs"
+DAEMON = str(Path(sys.executable).parent / "mlx-speechd")
+SENTENCE_FRAMES = 75
+"""The fixed-length test model runs each short sentence to the 75-frame minimum cap."""
+SENTENCE_BYTES = SENTENCE_FRAMES * FRAME_SAMPLES * 2
+NPM_PACKAGES = ["bun@1", "typescript@5.9.3", "@types/node@20"]
+TSC_OPTIONS = [
+    "--allowJs",
+    "--checkJs",
+    "--strict",
+    "--target",
+    "es2022",
+    "--module",
+    "nodenext",
+    "--moduleResolution",
+    "nodenext",
+    "--types",
+    "node",
+]
+RUNTIMES = ["bun", "node"]
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def js_tools(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """node_modules with Bun, TypeScript and Node's types, installed from the npm registry once."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: cannot install Bun and TypeScript from the npm registry")
+    cache = request.config.cache
+    folder = cache.mkdir("mlx-speechd-js-tools") if cache is not None else tmp_path_factory.mktemp("js")
+    bins = folder / "node_modules" / ".bin"
+    if not ((bins / "bun").exists() and (bins / "tsc").exists()):
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder), *NPM_PACKAGES],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return folder / "node_modules"
+
+
+def runtime_command(runtime: str, js_tools: Path) -> list[str]:
+    if runtime == "bun":
+        return [str(js_tools / ".bin" / "bun")]
+    node = shutil.which("node")
+    assert node is not None  # npm runs on Node
+    return [node]
+
+
+def run_js(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "MLX_SPEECHD": DAEMON},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_write_wav_example(runtime: str, js_tools: Path, tiny_custom_voice: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "hello.wav"
+    command = [
+        *runtime_command(runtime, js_tools),
+        str(EXAMPLES / "write-wav.mjs"),
+        str(wav),
+        "Hello there. A second sentence.",
+        "--model",
+        str(tiny_custom_voice),
+    ]
+    result = run_js(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = soundfile.info(str(wav))
+    assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
+    assert info.frames == 2 * SENTENCE_FRAMES * FRAME_SAMPLES
+    assert "real-time factor" in result.stderr
+
+
+SMOKE = """
+import { SpeechdClient, SpeechdError } from "%(client)s";
+
+const [command, model] = process.argv.slice(2);
+const speechd = await SpeechdClient.spawn({ command, args: ["--model", model], stderr: "ignore" });
+const results = { ready: speechd.info, voices: (await speechd.describe()).voices.length };
+await speechd.ping();
+
+// LLM-style text in pieces: the first audio comes before the end.
+const stream = speechd.stream({ voice: "vivian" });
+stream.append("Hello the");
+stream.append("re. And mo");
+const chunks = stream[Symbol.asyncIterator]();
+const first = await chunks.next();
+stream.append("re.");
+stream.end();
+let bytes = first.done ? 0 : first.value.pcm.length;
+for (let next = await chunks.next(); !next.done; next = await chunks.next()) bytes += next.value.pcm.length;
+results.stream = { bytes, done: await stream.done };
+
+// Cancel a long request after its first chunk.
+const long = speechd.synthesize("One here. Two here. Three here. Four here. Five here. Six here.");
+for await (const _ of long) {
+  long.cancel();
+  break;
+}
+results.cancelled = (await long.done).finish_reason;
+
+// A daemon error rejects the request.
+try {
+  for await (const _ of speechd.synthesize("Hi.", { voice: "nobody" }));
+} catch (error) {
+  results.error = error instanceof SpeechdError ? error.code : String(error);
+}
+results.exit = await speechd.close();
+console.log(JSON.stringify(results));
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_client_streams_cancels_and_reports_errors(
+    runtime: str, js_tools: Path, tiny_custom_voice: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "smoke.mjs"
+    script.write_text(SMOKE % {"client": CLIENT.as_uri()})
+    result = run_js(
+        [*runtime_command(runtime, js_tools), str(script), DAEMON, str(tiny_custom_voice)], tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout)
+    assert results["ready"]["protocol"] == 1 and results["ready"]["sample_rate"] == SAMPLE_RATE
+    assert results["voices"] == 9
+    assert results["stream"]["bytes"] == 2 * SENTENCE_BYTES
+    assert results["stream"]["done"]["sentences"] == 2
+    assert results["cancelled"] == "cancelled"
+    assert results["error"] == "unknown-voice"
+    assert results["exit"] == 0
+
+
+def test_client_type_checks_and_its_declarations_are_current(js_tools: Path, tmp_path: Path) -> None:
+    tsc = [str(js_tools / ".bin" / "tsc"), *TSC_OPTIONS, "--typeRoots", str(js_tools / "@types")]
+    result = subprocess.run(
+        [
+            *tsc,
+            "--declaration",
+            "--emitDeclarationOnly",
+            "--outDir",
+            str(tmp_path),
+            str(CLIENT),
+            str(EXAMPLES / "write-wav.mjs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # type errors in either file
+    generated = (tmp_path / "mlx-speechd-client.d.mts").read_text()
+    committed = EXAMPLES / "mlx-speechd-client.d.mts"
+    assert committed.read_text() == generated, f"regenerate {committed.name}: see docs/protocol.md"
