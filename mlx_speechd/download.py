@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch a model into the Hugging Face cache ($HF_HOME, default ~/.cache/huggingface) "
         "so the daemon can start without internet; prints the model's folder.",
     )
-    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"repo id (default: {DEFAULT_MODEL})")
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="Hugging Face repo id")
     return parser
 
 
