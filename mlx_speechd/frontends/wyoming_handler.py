@@ -1,0 +1,336 @@
+"""One Wyoming client connection: describe, plain synthesize, and the streaming trio.
+
+Requests on a connection are answered in order, each by its own task, while the
+connection keeps being read: text chunks reach the engine as they arrive, and a
+client that disconnects has its replies cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+
+from ..audio.pcm import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
+from ..engine import (
+    Engine,
+    EngineClosedError,
+    InvalidRequestError,
+    Reply,
+    ReplyOptions,
+    SpeechdError,
+    VoiceSettings,
+)
+from .wyoming_reader import ProtocolError, ReadLimits, read_event
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_PENDING_REQUESTS = 4
+"""Requests one connection may have waiting for their answer; more are refused with an error."""
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """What every connection of one listener shares."""
+
+    info: Event
+    """The prepared `info` answer to `describe`."""
+    reply_options: ReplyOptions
+    """Per-reply defaults (seed, pauses); the voice comes from each request."""
+    limits: ReadLimits
+
+
+@dataclass
+class Connections:
+    """The connections one listener is serving, against its limit."""
+
+    limit: int
+    handlers: set[WyomingHandler] = field(default_factory=set)
+    closing: bool = False
+    """Set when the server shuts down: new connections are refused."""
+
+    def admit(self, handler: WyomingHandler) -> str | None:
+        """Register `handler`, or say why it can't be served."""
+        if self.closing:
+            return "The server is shutting down"
+        if len(self.handlers) >= self.limit:
+            return f"Too many connections (limit {self.limit}); try again later"
+        self.handlers.add(handler)
+        return None
+
+    async def shut_down(self) -> None:
+        """Refuse new connections; end every answer in flight properly and close."""
+        self.closing = True
+        await asyncio.gather(*(handler.shut_down() for handler in list(self.handlers)))
+
+
+@dataclass(eq=False)
+class _Response:
+    """The answer to one request: a reply's audio, or just an error."""
+
+    kind: str
+    streaming: bool
+    received: float = field(default_factory=time.perf_counter)
+    reply: Reply | None = None
+    error: SpeechdError | None = None
+
+    def fail(self, error: SpeechdError) -> None:
+        self.error = self.error or error
+        if self.reply is not None:
+            self.reply.cancel()
+
+
+class WyomingHandler(AsyncEventHandler):
+    """Serves one client; created per connection by the server."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: HandlerSettings,
+        connections: Connections,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(reader, writer)
+        self._engine = engine
+        self._settings = settings
+        self._connections = connections
+        self._client = _peer_name(writer)
+        self._stream: _Response | None = None
+        """The open synthesize-start stream, until synthesize-stop."""
+        self._tasks: list[asyncio.Task[None]] = []
+        """Answer tasks not yet done, oldest first; each waits for the one before it."""
+        self._responses: set[_Response] = set()
+
+    async def run(self) -> None:
+        """Read events until the client leaves or misbehaves; replaces the unbounded library loop."""
+        if (refusal := self._connections.admit(self)) is not None:
+            await self._refuse(refusal)
+            return
+        _LOGGER.debug("%s connected", self._client)
+        try:
+            while True:
+                event = await read_event(self.reader, self._settings.limits)
+                if event is None or not await self.handle_event(event):
+                    break
+        except ProtocolError as err:
+            _LOGGER.warning("%s sent a malformed event (%s); disconnecting it", self._client, err)
+        except OSError as err:
+            _LOGGER.debug("%s: connection error: %s", self._client, err)
+        except Exception:
+            _LOGGER.exception("%s: unexpected error; disconnecting it", self._client)
+        finally:
+            self._connections.handlers.discard(self)
+            await self._disconnect()
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(self._settings.info)
+        elif SynthesizeStart.is_type(event.type):
+            self._start_stream(event.data)
+        elif SynthesizeChunk.is_type(event.type):
+            self._add_chunk(event.data)
+        elif SynthesizeStop.is_type(event.type):
+            self._stop_stream()
+        elif Synthesize.is_type(event.type):
+            if self._stream is None:  # inside a stream it only repeats the text, for old servers
+                self._synthesize(event.data)
+        elif Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
+        else:
+            _LOGGER.debug("%s: ignoring %s", self._client, event.type)
+        return True
+
+    # ---- requests ----
+    def _synthesize(self, data: dict[str, Any]) -> None:
+        response = _Response("synthesize", streaming=False)
+        try:
+            text = _text(data)
+            response.reply = self._reply(data)
+            response.reply.speak(text)
+            response.reply.finish()
+        except SpeechdError as err:
+            response.fail(err)
+        self._answer(response)
+
+    def _start_stream(self, data: dict[str, Any]) -> None:
+        if self._stream is not None:
+            _LOGGER.warning("%s: synthesize-start inside a stream; ending the previous stream", self._client)
+            self._stop_stream()
+        self._stream = _Response("streamed synthesize", streaming=True)
+        try:
+            self._stream.reply = self._reply(data)
+        except SpeechdError as err:
+            self._stream.fail(err)
+        self._answer(self._stream)
+
+    def _add_chunk(self, data: dict[str, Any]) -> None:
+        stream = self._stream
+        if stream is None:
+            _LOGGER.debug("%s: synthesize-chunk outside a stream; ignored", self._client)
+            return
+        if stream.reply is None or stream.error is not None:
+            return  # the stream already failed and was answered; wait for synthesize-stop
+        try:
+            stream.reply.add_text(_text(data))
+        except SpeechdError as err:
+            stream.fail(err)
+
+    def _stop_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            _LOGGER.debug("%s: synthesize-stop outside a stream; ignored", self._client)
+        elif stream.reply is not None:
+            stream.reply.finish()
+
+    def _reply(self, data: dict[str, Any]) -> Reply:
+        defaults = self._settings.reply_options
+        return self._engine.reply(
+            ReplyOptions(
+                voice=_voice(data),
+                seed=defaults.seed,
+                sentence_pause=defaults.sentence_pause,
+                lead_in=defaults.lead_in,
+            ),
+            asynchronous=True,
+        )
+
+    # ---- answers ----
+    def _answer(self, response: _Response) -> None:
+        self._tasks = [task for task in self._tasks if not task.done()]
+        if len(self._tasks) >= MAX_PENDING_REQUESTS:
+            response.fail(InvalidRequestError("Too many requests waiting on this connection"))
+        previous = self._tasks[-1] if self._tasks else None
+        self._responses.add(response)
+        self._tasks.append(asyncio.create_task(self._send(response, previous)))
+
+    async def _send(self, response: _Response, previous: asyncio.Task[None] | None) -> None:
+        """Write one answer: audio as the engine makes it, then the events that end it."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        fmt = {"rate": SAMPLE_RATE, "width": SAMPLE_WIDTH, "channels": CHANNELS}
+        audio_started = False
+        first_audio: float | None = None
+        sent = 0
+        try:
+            if response.reply is not None:
+                try:
+                    async for chunk in response.reply:
+                        if not audio_started:
+                            first_audio = time.perf_counter() - response.received
+                            await self.write_event(AudioStart(**fmt).event())
+                            audio_started = True
+                        await self.write_event(AudioChunk(audio=chunk.pcm, **fmt).event())
+                        sent += len(chunk.pcm)
+                except SpeechdError as err:
+                    response.fail(err)
+            if response.error is not None:
+                await self.write_event(Error(text=str(response.error), code=response.error.code).event())
+            elif not audio_started:
+                await self.write_event(AudioStart(**fmt).event())
+            await self.write_event(AudioStop().event())
+            if response.streaming:
+                await self.write_event(SynthesizeStopped().event())
+        except OSError as err:
+            _LOGGER.debug("%s: could not write the answer: %s", self._client, err)
+        finally:
+            self._responses.discard(response)
+            if response.reply is not None:
+                response.reply.cancel()  # a no-op once the reply has ended
+        self._log(response, first_audio, sent)
+
+    def _log(self, response: _Response, first_audio: float | None, sent: int) -> None:
+        reply = f"reply {response.reply.id}" if response.reply is not None else "no reply"
+        if response.error is not None:
+            _LOGGER.warning(
+                "%s %s (%s): error %s: %s",
+                self._client,
+                response.kind,
+                reply,
+                response.error.code,
+                response.error,
+            )
+            return
+        seconds = sent / (SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS)
+        waited = "no audio" if first_audio is None else f"first audio {first_audio:.3f}s after the request"
+        _LOGGER.info(
+            "%s %s (%s): %s, %.2fs audio sent in %.2fs",
+            self._client,
+            response.kind,
+            reply,
+            waited,
+            seconds,
+            time.perf_counter() - response.received,
+        )
+
+    # ---- connection ----
+    async def shut_down(self) -> None:
+        """The server is stopping: cancel this client's replies, end each answer with an error, close."""
+        for response in list(self._responses):
+            response.fail(EngineClosedError("The server is shutting down"))
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self.stop()  # the read loop sees the end of input and cleans up
+
+    async def _refuse(self, reason: str) -> None:
+        _LOGGER.warning("%s refused: %s", self._client, reason)
+        with contextlib.suppress(OSError):
+            await self.write_event(Error(text=reason, code="busy").event())
+        await self._close()
+
+    async def _disconnect(self) -> None:
+        """Cancel everything this client asked for and close the connection."""
+        if self._responses:
+            _LOGGER.info("%s left; cancelling %d unanswered request(s)", self._client, len(self._responses))
+        for response in list(self._responses):
+            if response.reply is not None:
+                response.reply.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._close()
+        _LOGGER.debug("%s disconnected", self._client)
+
+    async def _close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+def _text(data: dict[str, Any]) -> str:
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequestError("'text' must be a string")
+    return text
+
+
+def _voice(data: dict[str, Any]) -> VoiceSettings:
+    """The requested voice: a `name` from our info (a speaker), a `speaker` override, a `language`."""
+    voice = data.get("voice") or {}
+    if not isinstance(voice, dict):
+        raise InvalidRequestError("'voice' must be an object")
+    fields = {key: voice.get(key) for key in ("name", "speaker", "language")}
+    for key, value in fields.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(f"voice '{key}' must be a string")
+    return VoiceSettings(speaker=fields["speaker"] or fields["name"], language=fields["language"])
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"client {peer[0]}:{peer[1]}"
+    return "unix client"

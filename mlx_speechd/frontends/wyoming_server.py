@@ -1,0 +1,138 @@
+"""The Wyoming server for Home Assistant: a tcp:// or unix:// listener, optionally on zeroconf."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from functools import partial
+from urllib.parse import urlparse
+
+from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
+from wyoming.server import AsyncServer
+from wyoming.zeroconf import HomeAssistantZeroconf
+
+from .. import __version__
+from ..engine import Engine, ReplyOptions, Variant
+from ..engine.loader import ISO_LANGUAGES
+from .wyoming_handler import Connections, HandlerSettings, WyomingHandler
+from .wyoming_reader import ReadLimits
+
+_LOGGER = logging.getLogger(__name__)
+
+_QWEN = Attribution(name="Qwen3-TTS (Alibaba Qwen)", url="https://github.com/QwenLM/Qwen3-TTS")
+_PROGRAM = Attribution(name="Qwen3-TTS on MLX via mlx-audio", url="https://github.com/Blaizzy/mlx-audio")
+_MAX_PAYLOAD_BYTES = 1 << 20
+_DATA_SLACK_BYTES = 1 << 16
+
+
+async def serve_wyoming(engine: Engine, uri: str, args: argparse.Namespace) -> None:
+    """Serve Wyoming on `uri` until cancelled."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("tcp", "unix"):
+        raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
+    settings = HandlerSettings(
+        info=build_info(engine).event(),
+        reply_options=ReplyOptions(
+            seed=args.seed, sentence_pause=args.sentence_silence, lead_in=args.lead_in
+        ),
+        # the longest allowed text, even with every character JSON-escaped as a surrogate pair
+        limits=ReadLimits(_DATA_SLACK_BYTES + 12 * args.max_text_chars, _MAX_PAYLOAD_BYTES),
+    )
+    server = AsyncServer.from_uri(uri)
+    connections = Connections(args.max_connections)
+    await server.start(partial(WyomingHandler, engine, settings, connections))
+    _LOGGER.info("Serving Wyoming on %s (at most %d connections)", uri, args.max_connections)
+    zeroconf: HomeAssistantZeroconf | None = None
+    try:
+        if args.zeroconf and parsed.scheme == "tcp" and uri == _first_tcp_uri(args.uri):
+            zeroconf = await advertise(args.zeroconf, parsed.hostname or "", parsed.port or 0)
+        await asyncio.Event().wait()
+    finally:
+        await connections.shut_down()
+        await server.stop()
+        if zeroconf is not None:
+            with contextlib.suppress(Exception):
+                await zeroconf._aiozc.async_close()  # unregisters the service
+
+
+def build_info(engine: Engine) -> Info:
+    """The `info` answer: one TTS program whose voices are the loaded model's."""
+    info = engine.info
+    languages = [_language_code(name) for name in info.languages if name != "auto"]
+    voices = [
+        TtsVoice(
+            name=voice,
+            attribution=_QWEN,
+            installed=True,
+            description=_voice_description(voice, info.variant),
+            version=None,
+            languages=languages,
+        )
+        for voice in engine.voices
+    ]
+    program = TtsProgram(
+        name="mlx-speechd",
+        attribution=_PROGRAM,
+        installed=True,
+        description=f"Streaming Qwen3-TTS ({info.variant}, {info.size or 'unknown size'}) on MLX",
+        version=__version__,
+        voices=voices,
+        supports_synthesize_streaming=True,
+    )
+    return Info(tts=[program])
+
+
+async def advertise(name: str, hostname: str, port: int) -> HomeAssistantZeroconf | None:
+    """Register `_wyoming._tcp` for Home Assistant; failures are warnings, not fatal."""
+    host = _advertised_host(hostname)
+    try:
+        zeroconf = HomeAssistantZeroconf(port=port, name=name, host=host)
+        await zeroconf.register_server()
+    except Exception as err:
+        _LOGGER.warning(
+            "Zeroconf: could not advertise '%s' on the network (%s: %s); "
+            "add the server in Home Assistant by host and port instead",
+            name,
+            type(err).__name__,
+            err,
+        )
+        return None
+    _LOGGER.info("Zeroconf: advertising '%s' at %s:%d (_wyoming._tcp)", name, zeroconf.host, port)
+    return zeroconf
+
+
+def _advertised_host(hostname: str) -> str | None:
+    """The bound IPv4 address, or None (detect the machine's address) for a wildcard or a name."""
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        return None
+    if address.version != 4 or address.is_unspecified:
+        return None
+    if address.is_loopback:
+        _LOGGER.warning(
+            "Zeroconf: the server listens on %s, which only this machine can reach; "
+            "bind tcp://0.0.0.0:PORT for Home Assistant on another machine",
+            hostname,
+        )
+    return hostname
+
+
+def _first_tcp_uri(uris: list[str]) -> str | None:
+    return next((uri for uri in uris if urlparse(uri).scheme == "tcp"), None)
+
+
+def _language_code(name: str) -> str:
+    codes = {language: code for code, language in ISO_LANGUAGES.items()}
+    return codes.get(name, name)
+
+
+def _voice_description(voice: str, variant: Variant) -> str:
+    if variant is Variant.CUSTOM_VOICE:
+        return voice.replace("_", " ").title()
+    if variant is Variant.VOICE_DESIGN:
+        return "Designed voice (--instruct)"
+    return f"Cloned voice ({voice})"

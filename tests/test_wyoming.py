@@ -1,0 +1,449 @@
+"""The Wyoming server: the real daemon process, driven by the wyoming library's own client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from wyoming.audio import AudioChunk, AudioStart
+from wyoming.client import AsyncClient, AsyncTcpClient, AsyncUnixClient
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeVoice,
+)
+
+from mlx_speechd import __version__
+from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_WIDTH
+
+SENTENCE_BYTES = 75 * FRAME_SAMPLES * SAMPLE_WIDTH
+"""Audio of one short sentence: the fixed-length test model runs to the 75-frame minimum cap."""
+LONG_SENTENCE = " ".join(["this sentence keeps going for quite a while"] * 8) + "."
+"""One sentence with a cap of about 1000 frames: well over ten seconds of compute here."""
+SPEAKERS = ["serena", "vivian", "uncle_fu", "ryan", "aiden", "ono_anna", "sohee", "eric", "dylan"]
+READ_TIMEOUT = 60.0
+"""Only catches hangs: every answer here takes a few seconds at most."""
+
+
+@dataclass
+class Daemon:
+    process: subprocess.Popen[bytes]
+    port: int
+    stderr: Path
+    socket_path: Path | None = None
+
+    def client(self) -> AsyncTcpClient:
+        return AsyncTcpClient("127.0.0.1", self.port)
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _launch(model: Path, folder: Path, *extra: str, socket_path: Path | None = None) -> Daemon:
+    port = _free_port()
+    stderr = folder / "stderr.log"
+    command = [
+        str(Path(sys.executable).parent / "mlx-speechd"),
+        "--model",
+        str(model),
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        *(["--uri", f"unix://{socket_path}"] if socket_path else []),
+        *extra,
+    ]
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    return Daemon(process, port, stderr, socket_path)
+
+
+def _wait_ready(daemon: Daemon, timeout: float = 180.0) -> None:
+    async def describe() -> bool:
+        try:
+            async with daemon.client() as client:
+                await client.write_event(Describe().event())
+                event = await asyncio.wait_for(client.read_event(), 10)
+                return event is not None and Info.is_type(event.type)
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            pytest.fail(f"daemon exited with {daemon.process.returncode}:\n{daemon.log()}")
+        if asyncio.run(describe()):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"daemon did not answer describe within {timeout}s:\n{daemon.log()}")
+
+
+def _stop(daemon: Daemon) -> None:
+    daemon.process.terminate()
+    try:
+        daemon.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.process.kill()
+        daemon.process.wait()
+
+
+@pytest.fixture(scope="module")
+def daemons(tiny_custom_voice: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
+    """Both daemons start together (loading overlaps); tests wait for the one they use."""
+    small_folder = tmp_path_factory.mktemp("wyoming-small")
+    launched = {
+        "main": _launch(tiny_custom_voice, tmp_path_factory.mktemp("wyoming-main")),
+        # short text limit, two connections at most, a unix socket and zeroconf
+        "small": _launch(
+            tiny_custom_voice,
+            small_folder,
+            "--max-text-chars",
+            "50",
+            "--max-connections",
+            "2",
+            "--zeroconf",
+            "mlx-speechd-test",
+            socket_path=small_folder / "speechd.sock",
+        ),
+    }
+    yield launched
+    for daemon in launched.values():
+        _stop(daemon)
+
+
+@pytest.fixture(scope="module")
+def daemon(daemons: dict[str, Daemon]) -> Daemon:
+    _wait_ready(daemons["main"])
+    return daemons["main"]
+
+
+@pytest.fixture(scope="module")
+def small_daemon(daemons: dict[str, Daemon]) -> Daemon:
+    _wait_ready(daemons["small"])
+    return daemons["small"]
+
+
+async def _read(client: AsyncClient) -> Event:
+    event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT)
+    assert event is not None, "the server closed the connection"
+    return event
+
+
+async def _read_until(client: AsyncClient, end_type: str) -> list[Event]:
+    events = []
+    while True:
+        events.append(await _read(client))
+        if events[-1].type == end_type:
+            return events
+
+
+def _audio(events: list[Event]) -> bytes:
+    return b"".join(AudioChunk.from_event(e).audio for e in events if AudioChunk.is_type(e.type))
+
+
+def _types(events: list[Event]) -> list[str]:
+    """Event types with runs of audio chunks collapsed to one entry."""
+    collapsed: list[str] = []
+    for event in events:
+        if not (event.type == "audio-chunk" and collapsed and collapsed[-1] == "audio-chunk"):
+            collapsed.append(event.type)
+    return collapsed
+
+
+async def _synthesize(client: AsyncClient, text: str, voice: SynthesizeVoice | None = None) -> list[Event]:
+    await client.write_event(Synthesize(text=text, voice=voice).event())
+    return await _read_until(client, "audio-stop")
+
+
+# ---- describe and plain synthesize ----
+
+
+async def test_describe_lists_the_models_speakers(daemon: Daemon) -> None:
+    async with daemon.client() as client:
+        await client.write_event(Describe().event())
+        info = Info.from_event(await _read(client))
+    assert len(info.tts) == 1
+    program = info.tts[0]
+    assert program.name == "mlx-speechd"
+    assert program.installed and program.supports_synthesize_streaming
+    assert program.version == __version__
+    assert "Qwen3-TTS" in f"{program.attribution.name} {program.description}"
+    assert "mlx-audio" in program.attribution.name + program.attribution.url
+    assert [voice.name for voice in program.voices] == SPEAKERS
+    for voice in program.voices:
+        assert voice.installed
+        assert set(voice.languages) == {"zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru"}
+    assert program.voices[2].description == "Uncle Fu"
+
+
+async def test_plain_synthesize_streams_audio_chunks(daemon: Daemon) -> None:
+    async with daemon.client() as client:
+        events = await _synthesize(client, "Hello there.", SynthesizeVoice(name="vivian"))
+    assert _types(events) == ["audio-start", "audio-chunk", "audio-stop"]
+    start = AudioStart.from_event(events[0])
+    assert (start.rate, start.width, start.channels) == (24000, 2, 1)
+    chunks = [AudioChunk.from_event(e) for e in events if AudioChunk.is_type(e.type)]
+    assert len(chunks) > 3  # decoded piece by piece, not one buffer per sentence
+    assert all((c.rate, c.width, c.channels) == (24000, 2, 1) for c in chunks)
+    assert len(_audio(events)) == SENTENCE_BYTES
+
+
+async def test_home_assistant_stream(daemon: Daemon) -> None:
+    """Home Assistant's exact sequence, text split mid-word; then a plain request on the same connection."""
+    async with daemon.client() as client:
+        await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="ryan")).event())
+        for piece in ["Hel", "lo there.", " Ho"]:  # the first sentence is complete once "Ho" arrives
+            await client.write_event(SynthesizeChunk(text=piece).event())
+        sentence_complete = time.perf_counter()
+        early = [await _read(client)]
+        while not AudioChunk.is_type(early[-1].type):
+            early.append(await _read(client))
+        first_audio = time.perf_counter() - sentence_complete
+        for piece in ["w are y", "ou?"]:
+            await client.write_event(SynthesizeChunk(text=piece).event())
+        await client.write_event(Synthesize(text="Hello there. How are you?").event())  # compat: ignored
+        await client.write_event(SynthesizeStop().event())
+        events = early + await _read_until(client, "synthesize-stopped")
+
+        assert _types(events) == ["audio-start", "audio-chunk", "audio-stop", "synthesize-stopped"]
+        assert len(_audio(events)) == 2 * SENTENCE_BYTES  # two sentences; the compat synthesize added nothing
+        print(f"first audio {first_audio * 1000:.0f} ms after the first sentence was complete")
+
+        later = await _synthesize(client, "Bye now.")  # streaming state was reset at synthesize-stop
+        assert _types(later) == ["audio-start", "audio-chunk", "audio-stop"]
+        assert len(_audio(later)) == SENTENCE_BYTES
+
+
+async def test_describe_answers_during_synthesis_and_disconnect_cancels(daemon: Daemon) -> None:
+    busy = daemon.client()
+    await busy.connect()
+    await busy.write_event(Synthesize(text=LONG_SENTENCE).event())
+    assert AudioStart.is_type((await _read(busy)).type)
+    assert AudioChunk.is_type((await _read(busy)).type)  # the long sentence is being synthesized now
+
+    latencies = []
+    async with daemon.client() as client:
+        for _ in range(10):
+            started = time.perf_counter()
+            await client.write_event(Describe().event())
+            assert Info.is_type((await _read(client)).type)
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+    print(
+        f"describe during synthesis: max {max(latencies) * 1000:.1f} ms, "
+        f"median {sorted(latencies)[5] * 1000:.1f} ms"
+    )
+    assert max(latencies) < 1.0  # Home Assistant's limit; typically a few milliseconds
+
+    await busy.disconnect()  # mid-reply: the engine drops the rest of the long sentence
+    left = time.perf_counter()
+    async with daemon.client() as client:
+        await client.write_event(Synthesize(text="Next please.").event())
+        assert AudioStart.is_type((await _read(client)).type)
+        waited = time.perf_counter() - left
+        events = await _read_until(client, "audio-stop")
+    assert len(_audio(events)) == SENTENCE_BYTES
+    # Without cancelling, the long sentence (over 10 s of compute) would run to its end first.
+    assert waited < 5.0
+    print(f"first audio {waited * 1000:.0f} ms after the busy client left")
+    assert "finished: cancelled" in daemon.log()
+
+
+async def test_concurrent_clients_all_get_complete_audio(daemon: Daemon) -> None:
+    async def one(voice: str) -> bytes:
+        async with daemon.client() as client:
+            return _audio(await _synthesize(client, "Hi there.", SynthesizeVoice(name=voice)))
+
+    results = await asyncio.gather(one("serena"), one("eric"), one("dylan"))
+    assert [len(pcm) for pcm in results] == [SENTENCE_BYTES] * 3
+
+
+# ---- errors end the reply ----
+
+
+async def test_unknown_voice_ends_the_reply(daemon: Daemon) -> None:
+    async with daemon.client() as client:
+        events = await _synthesize(client, "Hello.", SynthesizeVoice(name="nobody"))
+        assert _types(events) == ["error", "audio-stop"]
+        error = Error.from_event(events[0])
+        assert error.code == "unknown-voice" and "nobody" in error.text
+
+        await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="nobody")).event())
+        events = await _read_until(client, "synthesize-stopped")
+        assert _types(events) == ["error", "audio-stop", "synthesize-stopped"]
+        # Home Assistant goes on sending the stream: all of it is ignored until synthesize-stop
+        await client.write_event(SynthesizeChunk(text="Hello there. ").event())
+        await client.write_event(Synthesize(text="Hello there.").event())
+        await client.write_event(SynthesizeStop().event())
+
+        events = await _synthesize(client, "Fine.", SynthesizeVoice(name="aiden"))
+        assert _types(events) == ["audio-start", "audio-chunk", "audio-stop"]
+        assert len(_audio(events)) == SENTENCE_BYTES
+
+
+async def test_malformed_request_is_an_error_not_a_crash(daemon: Daemon) -> None:
+    async with daemon.client() as client:
+        await client.write_event(Event(type="synthesize", data={"text": 42}))
+        events = await _read_until(client, "audio-stop")
+        assert Error.from_event(events[0]).code == "invalid-request"
+        await client.write_event(Event(type="synthesize", data={"text": "Hi.", "voice": "ryan"}))
+        events = await _read_until(client, "audio-stop")
+        assert Error.from_event(events[0]).code == "invalid-request"
+
+
+async def test_text_too_long_ends_the_reply(small_daemon: Daemon) -> None:
+    async with small_daemon.client() as client:
+        events = await _synthesize(client, "This text is longer than the fifty characters allowed here.")
+        assert _types(events) == ["error", "audio-stop"]
+        assert Error.from_event(events[0]).code == "text-too-long"
+
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="Hello there. Th").event())
+        first = await _read(client)  # the first sentence is spoken...
+        assert AudioStart.is_type(first.type)
+        await client.write_event(SynthesizeChunk(text="is part makes the text too long to say.").event())
+        events = [first, *await _read_until(client, "synthesize-stopped")]  # ...then the limit ends the reply
+        assert _types(events) == ["audio-start", "audio-chunk", "error", "audio-stop", "synthesize-stopped"]
+        assert Error.from_event(next(e for e in events if Error.is_type(e.type))).code == "text-too-long"
+        await client.write_event(SynthesizeStop().event())
+
+        events = await _synthesize(client, "Short.")
+        assert len(_audio(events)) == SENTENCE_BYTES
+
+
+# ---- hostile clients ----
+
+GARBAGE = {
+    "not json": b"hello there\n",
+    "json that is not an object": b"[1, 2, 3]\n",
+    "invalid utf-8": b'{"type": "describe", "x": "\xff\xfe"}\n',
+    "huge data_length": json.dumps({"type": "synthesize", "data_length": 10**12}).encode() + b"\n",
+    "huge payload_length": json.dumps({"type": "audio-chunk", "payload_length": 10**12}).encode() + b"\n",
+    "negative data_length": json.dumps({"type": "synthesize", "data_length": -5}).encode() + b"\n",
+    "invalid utf-8 data": b'{"type": "synthesize", "data_length": 4}\n\xff\xfe\xfd\xfc',
+    "deeply nested json": b"[" * 20000 + b"\n",
+    "oversized header line": b'{"type": "describe", "pad": "' + b"x" * 300_000,
+}
+
+
+@pytest.mark.parametrize("garbage", list(GARBAGE), ids=list(GARBAGE))
+async def test_garbage_disconnects_only_that_client(daemon: Daemon, garbage: str) -> None:
+    rss_before = daemon.rss_kb()
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+    writer.write(GARBAGE[garbage])
+    # keep sending what the announced lengths promise: the server must close before taking it all
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 64 * 1024 * 1024 and not reader.at_eof():
+            writer.write(b"y" * 65536)
+            await asyncio.wait_for(writer.drain(), 10)
+            sent += 65536
+            await asyncio.sleep(0)
+    with contextlib.suppress(ConnectionResetError):  # a reset when the server closed with data unread
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # disconnected
+    writer.close()
+    assert sent < 64 * 1024 * 1024
+    assert daemon.rss_kb() - rss_before < 30_000  # nothing like the announced size was allocated
+
+    async with daemon.client() as client:  # everyone else is still served
+        await client.write_event(Describe().event())
+        assert Info.is_type((await _read(client)).type)
+    assert daemon.process.poll() is None
+    assert "malformed event" in daemon.log()
+
+
+# ---- listeners ----
+
+
+async def test_unix_socket(small_daemon: Daemon) -> None:
+    assert small_daemon.socket_path is not None
+    async with AsyncUnixClient(small_daemon.socket_path) as client:
+        await client.write_event(Describe().event())
+        assert Info.is_type((await _read(client)).type)
+        events = await _synthesize(client, "Over the socket.")
+    assert len(_audio(events)) == SENTENCE_BYTES
+
+
+async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemon) -> None:
+    first, second = small_daemon.client(), small_daemon.client()
+    await first.connect()
+    await second.connect()
+    await first.write_event(Describe().event())
+    await second.write_event(Describe().event())
+    assert Info.is_type((await _read(first)).type)
+    assert Info.is_type((await _read(second)).type)
+    async with small_daemon.client() as third:
+        error = Error.from_event(await _read(third))
+        assert error.code == "busy"
+        assert await asyncio.wait_for(third.read_event(), 10) is None
+    await first.disconnect()
+    await asyncio.sleep(0.2)  # the server notices the closed connection
+    async with small_daemon.client() as fourth:
+        await fourth.write_event(Describe().event())
+        assert Info.is_type((await _read(fourth)).type)
+    await second.disconnect()
+
+
+def test_zeroconf_advertises_or_warns(small_daemon: Daemon) -> None:
+    deadline = time.monotonic() + 30
+    while "Zeroconf:" not in small_daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = small_daemon.log()
+    print([line for line in log.splitlines() if "Zeroconf" in line])
+    assert "Zeroconf: advertising 'mlx-speechd-test'" in log or "Zeroconf: could not advertise" in log
+    assert small_daemon.process.poll() is None
+
+
+# ---- a third-party client ----
+
+
+def test_wyoming_bench(daemon: Daemon) -> None:
+    bench = Path(sys.executable).parent / "wyoming-bench"
+    command = [str(bench), "tts", f"127.0.0.1:{daemon.port}", "--mode", "both", "--rounds", "2",
+               "--warmup", "1", "--texts", "Hello there.", "--timeout", "60"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for mode in ("non_streaming", "streaming"):
+        assert re.search(rf"\[{mode}\] ok=2 fail=0", result.stdout), result.stdout
+    assert "NOT SUPPORTED" not in result.stdout
+
+
+# ---- shutdown (last: it stops the small daemon) ----
+
+
+async def test_stop_signal_ends_replies_in_flight(small_daemon: Daemon) -> None:
+    async with small_daemon.client() as client:
+        await client.write_event(SynthesizeStart().event())
+        await client.write_event(SynthesizeChunk(text="Hello there, this runs a while. An").event())
+        assert AudioStart.is_type((await _read(client)).type)
+        small_daemon.process.terminate()
+        events = await _read_until(client, "synthesize-stopped")
+        assert _types(events) == ["audio-chunk", "error", "audio-stop", "synthesize-stopped"]
+        assert Error.from_event(events[-3]).code == "engine-closed"
+        assert await asyncio.wait_for(client.read_event(), 10) is None
+    assert await asyncio.to_thread(small_daemon.process.wait, 30) == 0
+    assert small_daemon.socket_path is not None and not small_daemon.socket_path.exists()
