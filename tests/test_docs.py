@@ -42,12 +42,8 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "README.md",
         'python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]" && .venv/bin/python -m pytest',
     ): ".ci/run runs it verbatim (test_ci_runs_the_readme_test_command)",
-    (
-        "README.md",
-        'mlx-speechd "Good morning."                        # speak the arguments',
-    ): "`tail -f` never ends; aplay needs a sound card; the rest is tests/test_cli.py's",
-    ("README.md", "mlx-speechd make-test-model ./models/tiny --fixed-length"): (
-        "the same commands run in docs/quickstart.md"
+    ("README.md", "tail -f events.log | mlx-speechd --play                # speak each line as it arrives"): (
+        "`tail -f` never ends and aplay needs a sound card; tests/test_cli.py covers stdin lines and --raw"
     ),
     (
         "docs/quickstart.md",
