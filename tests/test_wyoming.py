@@ -375,6 +375,15 @@ async def test_garbage_disconnects_only_that_client(daemon: Daemon, garbage: str
     assert "malformed event" in daemon.log()
 
 
+async def test_flooding_client_is_disconnected(daemon: Daemon) -> None:
+    async with daemon.client() as client:
+        for _ in range(6):  # one answered at a time, three more may wait: the fifth is too many
+            await client.write_event(Synthesize(text="Flood.").event())
+        while await asyncio.wait_for(client.read_event(), READ_TIMEOUT) is not None:
+            pass  # whatever audio was already on its way, then the end of the connection
+    assert "requests in flight" in daemon.log()
+
+
 # ---- listeners ----
 
 

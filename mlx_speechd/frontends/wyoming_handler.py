@@ -37,7 +37,7 @@ from .wyoming_reader import ProtocolError, ReadLimits, read_event
 _LOGGER = logging.getLogger(__name__)
 
 MAX_PENDING_REQUESTS = 4
-"""Requests one connection may have waiting for their answer; more are refused with an error."""
+"""Requests one connection may have in flight; a client that sends more is disconnected."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,8 @@ class WyomingHandler(AsyncEventHandler):
     def _answer(self, response: _Response) -> None:
         self._tasks = [task for task in self._tasks if not task.done()]
         if len(self._tasks) >= MAX_PENDING_REQUESTS:
-            response.fail(InvalidRequestError("Too many requests waiting on this connection"))
+            response.fail(InvalidRequestError("Too many requests in flight"))
+            raise ProtocolError(f"more than {MAX_PENDING_REQUESTS} requests in flight")
         previous = self._tasks[-1] if self._tasks else None
         self._responses.add(response)
         self._tasks.append(asyncio.create_task(self._send(response, previous)))
