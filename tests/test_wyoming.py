@@ -30,6 +30,8 @@ from wyoming.tts import (
 
 from mlx_speechd import __version__
 from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_WIDTH
+from mlx_speechd.engine import Engine, EngineConfig
+from mlx_speechd.frontends.wyoming_server import advertise, build_info
 
 SENTENCE_BYTES = 75 * FRAME_SAMPLES * SAMPLE_WIDTH
 """Audio of one short sentence: the fixed-length test model runs to the 75-frame minimum cap."""
@@ -417,13 +419,32 @@ async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemo
 
 
 def test_zeroconf_advertises_or_warns(small_daemon: Daemon) -> None:
+    outcomes = ("Zeroconf: advertising 'mlx-speechd-test'", "Zeroconf: could not advertise")
     deadline = time.monotonic() + 30
-    while "Zeroconf:" not in small_daemon.log() and time.monotonic() < deadline:
+    while not any(outcome in small_daemon.log() for outcome in outcomes) and time.monotonic() < deadline:
         time.sleep(0.2)
     log = small_daemon.log()
     print([line for line in log.splitlines() if "Zeroconf" in line])
-    assert "Zeroconf: advertising 'mlx-speechd-test'" in log or "Zeroconf: could not advertise" in log
+    assert any(outcome in log for outcome in outcomes)
     assert small_daemon.process.poll() is None
+
+
+async def test_zeroconf_failure_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    assert await advertise("x" * 100, "127.0.0.1", 10200) is None  # an mDNS label is at most 63 bytes
+    assert "Zeroconf: could not advertise" in caplog.text
+
+
+def test_voice_design_model_offers_its_one_voice(tiny_voice_design: Path) -> None:
+    engine = Engine(EngineConfig(model=str(tiny_voice_design), warmup=False))
+    engine.start()
+    try:
+        (program,) = build_info(engine).tts
+    finally:
+        engine.close()
+    assert [(voice.name, voice.description) for voice in program.voices] == [
+        ("designed", "Designed voice (--instruct)")
+    ]
+    assert "en" in program.voices[0].languages
 
 
 # ---- a third-party client ----

@@ -54,8 +54,7 @@ async def serve_wyoming(engine: Engine, uri: str, args: argparse.Namespace) -> N
         await connections.shut_down()
         await server.stop()
         if zeroconf is not None:
-            with contextlib.suppress(Exception):
-                await zeroconf._aiozc.async_close()  # unregisters the service
+            await _close(zeroconf)
 
 
 def build_info(engine: Engine) -> Info:
@@ -88,10 +87,13 @@ def build_info(engine: Engine) -> Info:
 async def advertise(name: str, hostname: str, port: int) -> HomeAssistantZeroconf | None:
     """Register `_wyoming._tcp` for Home Assistant; failures are warnings, not fatal."""
     host = _advertised_host(hostname)
+    zeroconf: HomeAssistantZeroconf | None = None
     try:
         zeroconf = HomeAssistantZeroconf(port=port, name=name, host=host)
         await zeroconf.register_server()
     except Exception as err:
+        if zeroconf is not None:
+            await _close(zeroconf)
         _LOGGER.warning(
             "Zeroconf: could not advertise '%s' on the network (%s: %s); "
             "add the server in Home Assistant by host and port instead",
@@ -102,6 +104,12 @@ async def advertise(name: str, hostname: str, port: int) -> HomeAssistantZerocon
         return None
     _LOGGER.info("Zeroconf: advertising '%s' at %s:%d (_wyoming._tcp)", name, zeroconf.host, port)
     return zeroconf
+
+
+async def _close(zeroconf: HomeAssistantZeroconf) -> None:
+    """Unregister and stop zeroconf (the wyoming class has no public way to)."""
+    with contextlib.suppress(Exception):
+        await zeroconf._aiozc.async_close()
 
 
 def _advertised_host(hostname: str) -> str | None:
