@@ -125,7 +125,7 @@ class WyomingHandler(AsyncEventHandler):
                 if event is None or not await self.handle_event(event):
                     break
         except ProtocolError as err:
-            _LOGGER.warning("%s sent a malformed event (%s); disconnecting it", self._client, err)
+            _LOGGER.warning("%s broke the protocol (%s); disconnecting it", self._client, err)
         except OSError as err:
             _LOGGER.debug("%s: connection error: %s", self._client, err)
         except Exception:
