@@ -72,7 +72,10 @@ async def _main(args: argparse.Namespace, config: EngineConfig) -> int:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and (error := task.exception()) is not None:
-                _LOGGER.error("A front end failed: %s", error, exc_info=error)
+                if isinstance(error, (OSError, ValueError)):  # e.g. port in use, bad --uri
+                    print(f"mlx-speechd: error: {error}", file=sys.stderr, flush=True)
+                else:
+                    _LOGGER.error("A front end failed: %s", error, exc_info=error)
                 code = 1
     finally:
         for task in [*tasks, stopper]:
