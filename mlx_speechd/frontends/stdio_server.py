@@ -55,7 +55,7 @@ _PIPE_CHUNK = 65536
 
 async def serve_stdio(engine: Engine, args: argparse.Namespace, out: BinaryIO) -> None:
     """Serve requests from stdin until EOF (or until stdout closes); `out` is the claimed stdout."""
-    max_line = max_line_bytes(engine.config.max_text_chars)
+    max_line = _max_line_bytes(engine.config.max_text_chars)
     writer = await _LineWriter.open(out)
     reader = await _LineReader.open(sys.stdin.fileno(), max_line)
     server = _Server(engine, args, writer, max_line)
@@ -89,7 +89,7 @@ async def _first_of(*futures: asyncio.Future[Any]) -> None:
     await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
 
 
-def max_line_bytes(max_text_chars: int) -> int:
+def _max_line_bytes(max_text_chars: int) -> int:
     """The longest request line accepted: room for the longest text, JSON-escaped, and then some."""
     return max(1 << 20, 12 * max_text_chars + 65536)
 
@@ -518,5 +518,6 @@ class _LineWriter:
             await asyncio.to_thread(self._pump.join)
 
     def abort(self) -> None:
-        if not self._transport.is_closing():
+        """Close stdout now, dropping unwritten lines (also when `close` is still waiting to flush them)."""
+        if not self._transport.is_closing() or self._transport.get_write_buffer_size():
             self._transport.abort()
