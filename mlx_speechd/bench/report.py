@@ -1,0 +1,177 @@
+"""Plain-text (Markdown) tables of benchmark results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+_MB = 1e6
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table with columns padded to line up in a terminal."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
+def mb(size: float | None) -> str:
+    return "-" if size is None else f"{size / _MB:.0f}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or not base or math.isnan(value) or math.isnan(base):
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def comparison_table(summaries: list[dict[str, Any]], baseline: str) -> str:
+    base = next(s for s in summaries if s["key"] == baseline)
+    rows = []
+    for s in summaries:
+        rss = mb(s["rss_bytes"]) + ("*" if s["shared_process"] else "")
+        rows.append(
+            [
+                s["label"],
+                ms(s["ttfa_median_s"]),
+                ms(s["ttfa_p95_s"]),
+                ratio(s["ttfa_median_s"], base["ttfa_median_s"]),
+                f"{s['rtf_median']:.3f}",
+                ratio(s["rtf_median"], base["rtf_median"]),
+                f"{ms(s['steady_chunk_s'])} ({s['steady_chunk_frames']})",
+                ms(s["front_end_overhead_s"]),
+                mb(s["peak_mlx_bytes"]),
+                rss,
+            ]
+        )
+    header = [
+        "column",
+        "first audio ms (median)",
+        "p95",
+        "x base",
+        "RTF",
+        "x base",
+        "chunk ms (frames)",
+        "overhead ms",
+        "peak MLX MB",
+        "RSS MB",
+    ]
+    return table(header, rows)
+
+
+def long_table(result: dict[str, Any]) -> str:
+    rows = []
+    for run, impls in result.items():
+        for impl, data in impls.items():
+            points = data["points"]
+            first = points[0]
+            cells = [f"{ms(p['chunk_seconds'])} / {mb(p['active_bytes'])}" for p in points]
+            growth = ratio(points[-1]["chunk_seconds"], first["chunk_seconds"])
+            memory = f"{(points[-1]['active_bytes'] - first['active_bytes']) / _MB:+.1f}"
+            rows.append([run, impl, *cells, growth, memory])
+    at = [f"at {p['at_seconds']:g} s: ms / MB" for p in next(iter(result.values()))["ours"]["points"]]
+    return table(["run", "implementation", *at, "last / first", "memory change MB"], rows)
+
+
+def soak_table(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            c["label"],
+            str(c["requests"]),
+            f"{c['seconds']:.0f}",
+            mb(c["rss_bytes"]),
+            mb(c["mlx_active_bytes"]),
+            f"{c['mlx_cache_bytes'] / _MB:.1f}",
+        ]
+        for c in result["checkpoints"]
+    ]
+    memory = table(["checkpoint", "requests", "s", "RSS MB", "MLX active MB", "MLX cache MB"], rows)
+    phases = [
+        ("first 10 sequential", result["sequential_first"]),
+        ("last 10 sequential", result["sequential_last"]),
+        ("all sequential", result["sequential"]),
+        (f"{result['clients']} concurrent clients", result["concurrent"]),
+    ]
+    latency = table(
+        ["phase", "requests", "first audio ms median", "p95", "max", "RTF median"],
+        [
+            [
+                name,
+                str(p["requests"]),
+                ms(p["ttfa_median_s"]),
+                ms(p["ttfa_p95_s"]),
+                ms(p["ttfa_max_s"]),
+                f"{p['rtf_median']:.3f}",
+            ]
+            for name, p in phases
+        ],
+    )
+    return memory + "\n\n" + latency
+
+
+def cache_table(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            ms(p["chunk_median_s"]),
+            ms(p["chunk_p95_s"]),
+            f"{p['rtf_median']:.3f}",
+            f"{p['cache_max_bytes'] / _MB:.1f}",
+            mb(p["peak_max_bytes"]),
+        ]
+        for name, p in result["policies"].items()
+    ]
+    return table(
+        ["policy", "chunk ms median", "p95", "RTF median", "MLX cache MB (max)", "peak MLX MB"], rows
+    )
+
+
+def cold_table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            r["kernels"],
+            "yes" if r["warmup"] else "no",
+            f"{r['kernels_before']} -> {r['kernels_after']}",
+            f"{r['start_s']:.2f}",
+            ms(r["first_ttfa_s"]),
+            ms(r["second_ttfa_s"]),
+            f"{r['ready_to_first_audio_s']:.2f}",
+        ]
+        for r in results
+    ]
+    header = [
+        "compiled kernels",
+        "warm-up",
+        "kernel files",
+        "start s",
+        "1st request first audio ms",
+        "2nd ms",
+        "launch to first audio s",
+    ]
+    return table(header, rows)
+
+
+def big_table(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            f"{r['ttfa_s']:.1f}",
+            f"{r['total_s']:.1f}",
+            str(r["frames"]),
+            f"{r['seconds_per_frame']:.2f}",
+            mb(r["peak_mlx_bytes"]),
+        ]
+        for name, r in (
+            ("mlx-audio (2-frame chunks)", result["mlx_audio"]),
+            ("ours (2-frame chunks)", result["ours"]),
+        )
+    ]
+    return table(["implementation", "first audio s", "total s", "frames", "s per frame", "peak MLX MB"], rows)

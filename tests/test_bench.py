@@ -1,0 +1,110 @@
+"""The benchmark harness runs end to end in quick mode and reports complete, sane numbers.
+
+No speed targets here (the machine is shared and noisy): only that every section ran, every
+column measured real audio, and the numbers are positive and finite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlx_speechd.bench.http_bench import server_available
+from mlx_speechd.bench.measure import FRAME_BYTES, RequestResult, percentile
+from mlx_speechd.bench.servers import parse_stats
+from mlx_speechd.engine import SynthesisStats
+
+FRAMES = 75  # the comparison's sentence runs to the fixed-length model's minimum frame cap
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tiny_custom_voice: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, dict[str, Any]]:
+    """One `--quick` run, shared by the tests below: (the printed tables, the JSON results)."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    argv = [sys.executable, "-m", "mlx_speechd.bench", "--quick", "--model", str(tiny_custom_voice)]
+    done = subprocess.run([*argv, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stdout, json.loads(out.read_text())
+
+
+def _positive(value: float | None) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def test_quick_run_prints_every_table(quick_run: tuple[str, dict[str, Any]]) -> None:
+    stdout, results = quick_run
+    for heading in ("## Side by side", "## Long utterance", "## Cache policy", "## Soak", "## Targets"):
+        assert heading in stdout
+    assert set(results["seconds"]) == {"compare", "long", "cache", "soak", "targets"}
+    assert "cold" not in results and "big" not in results  # skipped in quick mode
+
+
+def test_comparison_measures_every_column(quick_run: tuple[str, dict[str, Any]]) -> None:
+    _, results = quick_run
+    compare = results["compare"]
+    summaries = {s["key"]: s for s in compare["summaries"]}
+    expected = {"mlx-audio-10", "mlx-audio-2", "engine", "wyoming", "wyoming-stream", "stdio"}
+    if server_available() is None:
+        expected.add("mlx-audio-http")
+    assert set(summaries) == expected
+    for key, summary in summaries.items():
+        assert summary["requests"] == compare["settings"]["rounds"]
+        assert _positive(summary["ttfa_median_s"]) and summary["ttfa_median_s"] <= summary["ttfa_p95_s"]
+        assert _positive(summary["rtf_median"]) and _positive(summary["steady_chunk_s"])
+        assert summary["steady_chunk_frames"] == (2 if key == "mlx-audio-2" else 10)
+        assert summary["rss_bytes"] > 10e6
+        has_engine_stats = not key.startswith("mlx-audio")
+        assert (summary["front_end_overhead_s"] is not None) == has_engine_stats
+        if key != "mlx-audio-http":
+            assert _positive(summary["peak_mlx_bytes"])
+    for key, requests in compare["requests"].items():
+        for request in requests:
+            assert sum(size for _, size in request["arrivals"]) == FRAMES * FRAME_BYTES, key
+    assert compare["engine_first_chunk_frames"] == 2
+
+
+def test_long_utterance_cache_and_soak_sections(quick_run: tuple[str, dict[str, Any]]) -> None:
+    _, results = quick_run
+    assert set(results["long"]) == {"generation", "decoder", "decoder_full_transformer"}
+    for impls in results["long"].values():
+        assert set(impls) == {"ours", "mlx_audio"}
+        for data in impls.values():
+            assert len(data["points"]) == 3
+            assert all(_positive(p["chunk_seconds"]) and p["active_bytes"] > 0 for p in data["points"])
+    policies = results["cache"]["policies"]
+    assert set(policies) == {"chunk", "limit"}
+    assert all(_positive(p["chunk_median_s"]) and _positive(p["rtf_median"]) for p in policies.values())
+    # clearing at every chunk leaves (almost) nothing cached; the limit policy keeps its buffers
+    assert policies["chunk"]["cache_max_bytes"] < policies["limit"]["cache_max_bytes"]
+    soak = results["soak"]
+    assert [c["requests"] for c in soak["checkpoints"]] == [0, 10, 10, 12]
+    assert all(c["rss_bytes"] > 10e6 for c in soak["checkpoints"])
+    assert soak["concurrent"]["requests"] == 2 and _positive(soak["concurrent"]["ttfa_median_s"])
+    assert {t["name"] for t in results["targets"]} >= {"engine: frames in the first chunk"}
+
+
+def test_engine_log_line_parses() -> None:
+    stats = SynthesisStats(1, 75, 6.0, 1.5, 0.0523, 41_000_000, "frame-cap")
+    parsed = parse_stats(f"2026-01-01 INFO mlx_speechd.engine.engine: Reply 7: {stats.summary()}")
+    assert parsed is not None
+    assert (parsed.reply, parsed.ttfa, parsed.peak_mlx_bytes) == (7, 0.052, 41_000_000)
+    assert parse_stats("INFO something else") is None
+
+
+def test_request_result_and_percentile() -> None:
+    result = RequestResult([(0.05, 2 * FRAME_BYTES), (0.2, 4 * FRAME_BYTES), (0.5, 4 * FRAME_BYTES)], 0.6)
+    assert result.ttfa == 0.05
+    assert result.chunk_frames == [2, 4, 4]
+    assert result.audio_seconds == pytest.approx(0.8)
+    assert result.rtf == pytest.approx(0.75)
+    assert result.chunk_gaps == pytest.approx([0.05, 0.15, 0.3])
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 3.0], 100) == 3.0
