@@ -33,6 +33,19 @@ BLOCK_TIMEOUT = 300.0
 
 NOT_RUN: dict[tuple[str, str], str] = {
     # (file, first line of the block): why it can't run in the test
+    ("docs/protocol.md", "mlx-speechd --model mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit --stdio"): (
+        "downloads the real model and waits for requests on stdin; tests/test_stdio.py drives --stdio"
+    ),
+    (
+        "docs/protocol.md",
+        "MLX_SPEECHD=.venv/bin/mlx-speechd node docs/examples/write-wav.mjs "
+        'hello.wav "Hello there." --model ./model',
+    ): "tests/test_bun_client.py runs write-wav.mjs on Node and on Bun against a test model",
+    (
+        "docs/protocol.md",
+        "npx -p typescript@5.9.3 -p @types/node@20 tsc --allowJs --checkJs --strict "
+        "--target es2022 --module nodenext \\",
+    ): "tests/test_bun_client.py installs TypeScript and checks the generated .d.mts is current",
     (
         "README.md",
         "python3 -m venv .venv && .venv/bin/pip install -q -e . && "
