@@ -146,6 +146,9 @@ def generate_utterance(
             audio, codes = _decode(decoder, pending, settings)
             now = time.perf_counter()
             yield GeneratedChunk(audio, codes, len(pending), now - chunk_started)
+            # Release the GIL for a moment: the thread that receives this chunk runs now rather
+            # than when the next frame's graph building gives the GIL up (measured: up to 7 ms).
+            time.sleep(0)
             chunk_index += 1
             chunk_started = now
             pending = []
