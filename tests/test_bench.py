@@ -63,6 +63,9 @@ def test_comparison_measures_every_column(quick_run: tuple[str, dict[str, Any]])
         assert summary["rss_bytes"] > 10e6
         has_engine_stats = not key.startswith("mlx-audio")
         assert (summary["front_end_overhead_s"] is not None) == has_engine_stats
+        assert (summary["end_to_end_over_engine"] is not None) == has_engine_stats
+        if has_engine_stats:
+            assert summary["end_to_end_over_engine"] > 0.9  # the client cannot finish before the engine
         if key != "mlx-audio-http":
             assert _positive(summary["peak_mlx_bytes"])
     for key, requests in compare["requests"].items():
@@ -96,6 +99,7 @@ def test_engine_log_line_parses() -> None:
     parsed = parse_stats(f"2026-01-01 INFO mlx_speechd.engine.engine: Reply 7: {stats.summary()}")
     assert parsed is not None
     assert (parsed.reply, parsed.ttfa, parsed.peak_mlx_bytes) == (7, 0.052, 41_000_000)
+    assert parsed.compute == pytest.approx(1.5, abs=0.01)
     assert parse_stats("INFO something else") is None
 
 

@@ -170,6 +170,8 @@ def _attach_engine_stats(targets: list[_Target], sent: dict[int, list[_Target]],
         target.column.requests = [
             result
             if result.engine_ttfa is not None
-            else replace(result, engine_ttfa=st.ttfa, peak_mlx_bytes=st.peak_mlx_bytes)
+            else replace(
+                result, engine_ttfa=st.ttfa, engine_compute=st.compute, peak_mlx_bytes=st.peak_mlx_bytes
+            )
             for result, st in zip(target.column.requests, mine, strict=True)
         ]

@@ -16,7 +16,7 @@ def engine_request(engine: Engine, text: str, voice: str | None = None) -> Reque
         recorder.audio(len(chunk.pcm))
     stats = reply.stats
     assert stats is not None
-    return recorder.result(peak_mlx_bytes=stats.peak_memory_bytes, engine_ttfa=stats.time_to_first_audio)
+    return recorder.result(stats.peak_memory_bytes, stats.time_to_first_audio, stats.compute_seconds)
 
 
 async def engine_request_async(engine: Engine, text: str, voice: str | None = None) -> RequestResult:
@@ -29,4 +29,4 @@ async def engine_request_async(engine: Engine, text: str, voice: str | None = No
         recorder.audio(len(chunk.pcm))
     stats = reply.stats
     assert stats is not None
-    return recorder.result(peak_mlx_bytes=stats.peak_memory_bytes, engine_ttfa=stats.time_to_first_audio)
+    return recorder.result(stats.peak_memory_bytes, stats.time_to_first_audio, stats.compute_seconds)

@@ -28,6 +28,8 @@ class RequestResult:
     peak_mlx_bytes: int | None = None
     engine_ttfa: float | None = None
     """The engine's own first-audio time for this request, where the server reports it."""
+    engine_compute: float | None = None
+    """The engine's own compute time for this request (prompt to last chunk), where reported."""
 
     @property
     def ttfa(self) -> float:
@@ -64,12 +66,16 @@ class Recorder:
         if size:
             self.arrivals.append((time.perf_counter() - self.started, size))
 
-    def result(self, peak_mlx_bytes: int | None = None, engine_ttfa: float | None = None) -> RequestResult:
+    def result(
+        self,
+        peak_mlx_bytes: int | None = None,
+        engine_ttfa: float | None = None,
+        engine_compute: float | None = None,
+    ) -> RequestResult:
         if not self.arrivals:
             raise RuntimeError("the request produced no audio")
-        return RequestResult(
-            list(self.arrivals), time.perf_counter() - self.started, peak_mlx_bytes, engine_ttfa
-        )
+        end = time.perf_counter() - self.started
+        return RequestResult(list(self.arrivals), end, peak_mlx_bytes, engine_ttfa, engine_compute)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -129,6 +135,7 @@ class Column:
         reqs = self.requests
         ttfas = [r.ttfa for r in reqs]
         overheads = [r.ttfa - r.engine_ttfa for r in reqs if r.engine_ttfa is not None]
+        paired = [r.end / r.engine_compute for r in reqs if r.engine_compute]
         peaks = [r.peak_mlx_bytes for r in reqs if r.peak_mlx_bytes is not None]
         steady = [gap for r in reqs for gap in _steady_gaps(r)]
         frames = [f for r in reqs for f in r.chunk_frames]
@@ -139,9 +146,11 @@ class Column:
             "ttfa_median_s": median(ttfas),
             "ttfa_p95_s": percentile(ttfas, 95),
             "rtf_median": median([r.rtf for r in reqs]),
+            "rtf_best": min(r.rtf for r in reqs),
             "steady_chunk_frames": max(frames) if frames else 0,
             "steady_chunk_s": median(steady),
             "front_end_overhead_s": median(overheads) if overheads else None,
+            "end_to_end_over_engine": median(paired) if paired else None,
             "peak_mlx_bytes": max(peaks) if peaks else None,
             "rss_bytes": self.memory.rss_bytes if self.memory else None,
             "peak_rss_bytes": self.memory.peak_rss_bytes if self.memory else None,

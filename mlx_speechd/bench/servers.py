@@ -14,7 +14,10 @@ from dataclasses import dataclass
 
 from .measure import ProcessMemory, process_memory
 
-_STATS = re.compile(r"Reply (\d+): first audio (n/a|[\d.]+)s?, RTF [\d.]+, .*peak memory (\d+) MB")
+_STATS = re.compile(
+    r"Reply (\d+): first audio (n/a|[\d.]+)s?, RTF ([\d.]+), \d+ frames, ([\d.]+)s audio"
+    r".*peak memory (\d+) MB"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class EngineStats:
 
     reply: int
     ttfa: float | None
+    compute: float
+    """Compute seconds (the logged RTF times the audio seconds; the RTF has 3 decimals)."""
     peak_mlx_bytes: int
 
 
@@ -31,7 +36,7 @@ def parse_stats(line: str) -> EngineStats | None:
     if match is None:
         return None
     ttfa = None if match[2] == "n/a" else float(match[2])
-    return EngineStats(int(match[1]), ttfa, int(match[3]) * 1_000_000)
+    return EngineStats(int(match[1]), ttfa, float(match[3]) * float(match[4]), int(match[5]) * 1_000_000)
 
 
 def free_port() -> int:

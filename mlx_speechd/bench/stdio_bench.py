@@ -66,8 +66,9 @@ class StdioDaemon:
                 raise RuntimeError(f"stdio error {message.get('code')}: {message.get('message')}")
             elif kind == "done":
                 return recorder.result(
-                    peak_mlx_bytes=message.get("peak_memory_bytes"),
-                    engine_ttfa=message.get("time_to_first_audio"),
+                    message.get("peak_memory_bytes"),
+                    message.get("time_to_first_audio"),
+                    message.get("compute_seconds"),
                 )
 
     def stop(self) -> None:
