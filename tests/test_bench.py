@@ -41,9 +41,16 @@ def _positive(value: float | None) -> bool:
 
 def test_quick_run_prints_every_table(quick_run: tuple[str, dict[str, Any]]) -> None:
     stdout, results = quick_run
-    for heading in ("## Side by side", "## Long utterance", "## Cache policy", "## Soak", "## Targets"):
+    for heading in (
+        "## Side by side",
+        "## Generation loops",
+        "## Long utterance",
+        "## Cache policy",
+        "## Soak",
+    ):
         assert heading in stdout
-    assert set(results["seconds"]) == {"compare", "long", "cache", "soak", "targets"}
+    assert "## Targets" in stdout
+    assert set(results["seconds"]) == {"compare", "pipeline", "long", "cache", "soak", "targets"}
     assert "cold" not in results and "big" not in results  # skipped in quick mode
 
 
@@ -74,8 +81,11 @@ def test_comparison_measures_every_column(quick_run: tuple[str, dict[str, Any]])
     assert compare["engine_first_chunk_frames"] == 2
 
 
-def test_long_utterance_cache_and_soak_sections(quick_run: tuple[str, dict[str, Any]]) -> None:
+def test_pipeline_long_utterance_cache_and_soak_sections(quick_run: tuple[str, dict[str, Any]]) -> None:
     _, results = quick_run
+    variants = results["pipeline"]["variants"]
+    assert set(variants) == {"mlx-audio-10", "mlx-audio-2", "ours-2-10", "ours-10"}
+    assert all(_positive(v["rtf_median"]) and _positive(v["cpu_rtf_median"]) for v in variants.values())
     assert set(results["long"]) == {"generation", "decoder", "decoder_full_transformer"}
     for impls in results["long"].values():
         assert set(impls) == {"ours", "mlx_audio"}

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-SECTIONS = ("compare", "long", "cache", "soak", "cold", "big")
+SECTIONS = ("compare", "pipeline", "long", "cache", "soak", "cold", "big")
 QUICK_SKIPS = ("cold", "big")
 
 _LOGGER = logging.getLogger("mlx_speechd.bench")
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small counts (the CI mode); skips cold and big")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--skip", nargs="+", choices=SECTIONS, default=[], help="skip these sections")
-    parser.add_argument("--rounds", type=int, help="rounds of the comparison (default 20, quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of the comparison (default 30, quick 1)")
     parser.add_argument("--no-http", action="store_true", help="leave out mlx-audio's HTTP server")
     parser.add_argument("--no-stdio", action="store_true", help="leave out the stdio daemon")
     parser.add_argument(
@@ -86,6 +86,8 @@ class Plan:
     """How much of each section to run."""
 
     rounds: int
+    pipeline_rounds: int
+    pipeline_frames: int
     long_frames: int
     long_points: tuple[float, ...]
     long_half_width: float
@@ -98,8 +100,8 @@ class Plan:
     big_frames: int = 4
 
 
-FULL = Plan(20, 800, (5.0, 30.0, 60.0), 2.0, 4, 2, 150, 200, 4, 10)
-QUICK = Plan(1, 64, (1.5, 3.0, 4.5), 0.8, 1, 1, 40, 10, 2, 1)
+FULL = Plan(30, 12, 75, 800, (5.0, 30.0, 60.0), 2.0, 4, 2, 150, 200, 4, 10)
+QUICK = Plan(1, 1, 24, 64, (1.5, 3.0, 4.5), 0.8, 1, 1, 40, 10, 2, 1)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
@@ -147,10 +149,21 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
                 "against mlx-audio at 10-frame chunks; * = this benchmark's own process",
                 report.comparison_table(summaries, BASELINE),
             )
-        if {"long", "cache"} & set(sections):
+        if {"pipeline", "long", "cache"} & set(sections):
             from ..engine.loader import load_model
 
             bench_model, info = load_model(model)
+            if "pipeline" in sections:
+                from .pipeline import run_pipeline
+
+                results["pipeline"] = run_pipeline(
+                    bench_model, info, rounds=plan.pipeline_rounds, frames=plan.pipeline_frames
+                )
+                section(
+                    "pipeline",
+                    "Generation loops alone (one thread, no server)",
+                    report.pipeline_table(results["pipeline"]),
+                )
             if "long" in sections:
                 from .long_utterance import run_long_utterance
 

@@ -179,3 +179,21 @@ def big_table(result: dict[str, Any]) -> str:
         )
     ]
     return table(["implementation", "first audio s", "total s", "frames", "s per frame", "peak MLX MB"], rows)
+
+
+def pipeline_table(result: dict[str, Any]) -> str:
+    variants = result["variants"]
+    base = variants["mlx-audio-10"]
+    rows = [
+        [
+            name,
+            f"{v['rtf_median']:.3f}",
+            f"{v['rtf_best']:.3f}",
+            ratio(v["rtf_median"], base["rtf_median"]),
+            f"{v['cpu_rtf_median']:.3f}",
+            ratio(v["cpu_rtf_median"], base["cpu_rtf_median"]),
+        ]
+        for name, v in variants.items()
+    ]
+    header = ["variant", "RTF median", "best", "x base", "CPU-time RTF median", "x base"]
+    return table(header, rows)

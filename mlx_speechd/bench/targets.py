@@ -7,6 +7,7 @@ from typing import Any
 
 from .cache_policy import chunk_cost_ratio
 from .long_utterance import growth
+from .pipeline import rtf_ratio
 from .soak import rss_growth
 
 DAEMON_COLUMNS = ("wyoming", "wyoming-stream", "stdio")
@@ -54,6 +55,18 @@ def check(results: dict[str, Any], baseline: str) -> list[Target]:
                 )
         first = results["compare"]["engine_first_chunk_frames"]
         targets.append(Target("engine: frames in the first chunk", str(first), "<= 2", first <= 2))
+    if "pipeline" in results:
+        for variant in ("ours-10", "ours-2-10"):
+            for key, what in (("rtf_median", "wall"), ("cpu_rtf_median", "CPU")):
+                value = rtf_ratio(results["pipeline"], variant, key)
+                targets.append(
+                    Target(
+                        f"pipeline {variant}: {what} RTF vs mlx-audio-10",
+                        f"{value:.3f}x",
+                        "<= 1.03x",
+                        value <= 1.03,
+                    )
+                )
     if "long" in results:
         for run in ("decoder", "decoder_full_transformer", "generation"):
             for impl in ("ours", "mlx_audio"):
