@@ -91,7 +91,7 @@ def test_pipeline_long_utterance_cache_and_soak_sections(quick_run: tuple[str, d
         assert set(impls) == {"ours", "mlx_audio"}
         for data in impls.values():
             assert len(data["points"]) == 3
-            assert all(_positive(p["chunk_seconds"]) and p["active_bytes"] > 0 for p in data["points"])
+            assert all(_positive(p["chunk_seconds"]) and p["cache_bytes"] > 0 for p in data["points"])
     policies = results["cache"]["policies"]
     assert set(policies) == {"chunk", "limit"}
     assert all(_positive(p["chunk_median_s"]) and _positive(p["rtf_median"]) for p in policies.values())

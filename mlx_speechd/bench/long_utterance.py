@@ -1,25 +1,28 @@
-"""Long utterances: per-chunk time and memory at points (5 s, 30 s, 60 s) into one utterance.
+"""Long utterances: per-chunk time and decoder memory at points (5 s, 30 s, 60 s) into one utterance.
 
-Three runs, each ours against mlx-audio's:
+Three runs, each ours against mlx-audio's, interleaved chunk by chunk (one chunk of ours, one of
+theirs, ...) so that load from other processes hits both alike:
 - `generation`: the whole pipeline (talker + code predictor + decoder) on the benchmark model;
   the talker's own KV cache grows with length in both (the language model needs its context).
-- `decoder`: the same codes replayed through the codec decoder alone: our `StreamingDecoder`
-  (KV cache trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step`
-  (unbounded KV cache).
+- `decoder`: the same codes through the codec decoder alone: our `StreamingDecoder` (KV cache
+  trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step` (unbounded cache).
 - `decoder_full_transformer`: as `decoder`, with the codec decoder's transformer at Qwen3-TTS's
   real size (8 layers, 512 wide, 16 heads; random weights) and the benchmark model's small conv
   stack, because the tiny model's 1-layer, 32-wide transformer hides what the window changes.
+
+Each implementation decodes with its own instance of the decoder (same weights), since the
+decoder's convolutions keep their streaming state in the module. Memory is the bytes held by
+the decoder transformer's KV cache after each chunk.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import mlx.core as mx
-import numpy as np
 
 from ..engine.decoder import StreamingDecoder, raw_decoder
 from ..engine.generation import GenerationSettings, Utterance, generate_utterance
@@ -38,6 +41,9 @@ REAL_CODEC_TRANSFORMER = {
     "num_hidden_layers": 8,
 }
 
+Step = tuple[int, int]
+"""What one chunk of an implementation reports: (frames, decoder KV cache bytes)."""
+
 
 @dataclass(frozen=True)
 class ChunkSample:
@@ -45,38 +51,71 @@ class ChunkSample:
     """Audio position where the chunk starts."""
     frames: int
     seconds: float
-    active_bytes: int
-    """MLX memory held by live arrays after the chunk (weights, KV caches, state)."""
+    cache_bytes: int
 
 
 @dataclass(frozen=True)
 class PointSummary:
     at_seconds: float
     chunk_seconds: float
-    active_bytes: int
+    cache_bytes: int
+
+
+def kv_cache_bytes(caches: list[Any] | None) -> int:
+    """Bytes held by a list of KV caches (ours or mlx-lm's `KVCache`)."""
+    return sum(c.keys.nbytes + c.values.nbytes for c in caches or [] if c.keys is not None)
+
+
+def copy_decoder(decoder: Any) -> Any:
+    """A second codec decoder with the same weights and its own streaming state."""
+    other = type(decoder)(decoder.config)
+    other.update(decoder.parameters())
+    return other
+
+
+def interleave(runs: dict[str, Iterator[Step]]) -> dict[str, list[ChunkSample]]:
+    """Advance each run one chunk in turn, timing every step, until all are exhausted."""
+    samples: dict[str, list[ChunkSample]] = {name: [] for name in runs}
+    positions = dict.fromkeys(runs, 0)
+    active = dict(runs)
+    while active:
+        for name, run in list(active.items()):
+            began = time.perf_counter()
+            step = next(run, None)
+            elapsed = time.perf_counter() - began
+            if step is None:
+                del active[name]
+                continue
+            frames, cache = step
+            if frames:
+                samples[name].append(ChunkSample(positions[name] * FRAME_SECONDS, frames, elapsed, cache))
+                positions[name] += frames
+    return samples
 
 
 def summarize(samples: list[ChunkSample], points: tuple[float, ...], half_width: float) -> list[PointSummary]:
-    """Median chunk time and memory of the steady-size chunks within `half_width` s of each point."""
+    """Median chunk time and cache size of the steady-size chunks within `half_width` s of each point."""
     steady = max(s.frames for s in samples)
     summaries = []
     for point in points:
         near = [s for s in samples if s.frames == steady and abs(s.start_seconds - point) <= half_width]
         if not near:
             raise ValueError(f"no {steady}-frame chunk within {half_width}s of {point}s")
-        summaries.append(
-            PointSummary(
-                point, median([s.seconds for s in near]), int(median([s.active_bytes for s in near]))
-            )
-        )
+        seconds = median([s.seconds for s in near])
+        summaries.append(PointSummary(point, seconds, int(median([s.cache_bytes for s in near]))))
     return summaries
 
 
-def generate_ours(
-    model: Any, info: ModelInfo, frames: int, voice: str, chunk_frames: int
-) -> tuple[list[ChunkSample], mx.array]:
-    """Our generation loop (CachePolicy.CHUNK); returns the chunk samples and all codes [1, groups, n]."""
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+def our_generation(
+    model: Any,
+    info: ModelInfo,
+    decoder: StreamingDecoder,
+    frames: int,
+    voice: str,
+    chunk_frames: int,
+    codes: list[mx.array],
+) -> Iterator[Step]:
+    """Our generation loop (CachePolicy.CHUNK, no runaway guards); appends the codes to `codes`."""
     settings = GenerationSettings(
         ChunkSchedule(frames=chunk_frames),
         GuardSettings(max_silence_seconds=0, repetition_frames=0),
@@ -84,23 +123,15 @@ def generate_ours(
         0,
     )
     utterance = Utterance(TEXT, voice, "auto", None, None, None)
-    samples, codes = [], []
-    position = 0
     for chunk in generate_utterance(model, info, decoder, utterance, settings, lambda: False, frames):
-        if not chunk.frames:  # an empty last chunk
-            continue
-        samples.append(
-            ChunkSample(position * FRAME_SECONDS, chunk.frames, chunk.compute_seconds, mx.get_active_memory())
-        )
-        codes.append(chunk.codes)
-        position += chunk.frames
-    return samples, mx.array(np.concatenate(codes, axis=1))[None]
+        if chunk.frames:
+            codes.append(mx.array(chunk.codes))
+        yield chunk.frames, kv_cache_bytes(decoder._caches)
 
 
-def generate_mlx_audio(model: Any, frames: int, voice: str, chunk_frames: int) -> list[ChunkSample]:
+def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
     """mlx-audio's `generate(stream=True)` at `chunk_frames` per chunk."""
-    samples = []
-    position = 0
+    decoder = raw_decoder(model)
     for result in model.generate(
         TEXT,
         voice=voice,
@@ -109,47 +140,41 @@ def generate_mlx_audio(model: Any, frames: int, voice: str, chunk_frames: int) -
         stream=True,
         streaming_interval=interval_for(chunk_frames),
     ):
-        samples.append(
-            ChunkSample(
-                position * FRAME_SECONDS,
-                result.token_count,
-                result.processing_time_seconds,
-                mx.get_active_memory(),
-            )
-        )
-        position += result.token_count
-    return samples
+        yield result.token_count, kv_cache_bytes(decoder._transformer_cache)
 
 
-def decode_chunks(
-    step: Callable[[mx.array], mx.array], codes: mx.array, chunk_frames: int
-) -> list[ChunkSample]:
-    """Feed `codes` to a streaming decoder step `chunk_frames` at a time; time each step."""
-    samples = []
+def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
+    decoder.reset()
     for start in range(0, codes.shape[2], chunk_frames):
-        began = time.perf_counter()
-        mx.eval(step(codes[:, :, start : start + chunk_frames]))
-        elapsed = time.perf_counter() - began
+        mx.eval(decoder.step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        frames = min(chunk_frames, codes.shape[2] - start)
-        samples.append(ChunkSample(start * FRAME_SECONDS, frames, elapsed, mx.get_active_memory()))
-    return samples
+        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._caches)
 
 
-def decoder_pair(
+def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
+    decoder.reset_streaming_state()
+    for start in range(0, codes.shape[2], chunk_frames):
+        mx.eval(decoder.streaming_step(codes[:, :, start : start + chunk_frames]))
+        mx.clear_cache()
+        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._transformer_cache)
+
+
+def decoder_runs(
     decoder: Any, window: int | None, codes: mx.array, chunk_frames: int
 ) -> dict[str, list[ChunkSample]]:
-    """Ours (windowed) and mlx-audio's `streaming_step` (unbounded) on the same codes."""
-    ours = StreamingDecoder(decoder, window)
-    for step, reset in ((ours.step, ours.reset), (decoder.streaming_step, decoder.reset_streaming_state)):
-        reset()  # warm-up: new shapes cost extra the first time
-        decode_chunks(step, codes[:, :, : 3 * chunk_frames], chunk_frames)
-    ours.reset()
-    our_samples = decode_chunks(ours.step, codes, chunk_frames)
-    decoder.reset_streaming_state()
-    their_samples = decode_chunks(decoder.streaming_step, codes, chunk_frames)
-    decoder.reset_streaming_state()
-    return {"ours": our_samples, "mlx_audio": their_samples}
+    """Ours (windowed, on a copy of `decoder`) and mlx-audio's `streaming_step`, on the same codes."""
+    ours = StreamingDecoder(copy_decoder(decoder), window)
+
+    def run(part: mx.array) -> dict[str, list[ChunkSample]]:
+        return interleave(
+            {
+                "ours": our_decoding(ours, part, chunk_frames),
+                "mlx_audio": their_decoding(decoder, part, chunk_frames),
+            }
+        )
+
+    run(codes[:, :, : 3 * chunk_frames])  # warm-up: new shapes cost extra the first time
+    return run(codes)
 
 
 def full_size_codec_decoder(model: Any) -> Any:
@@ -173,16 +198,25 @@ def run_long_utterance(
     voice: str = "ryan",
     chunk_frames: int = 10,
 ) -> dict[str, Any]:
-    """All three runs; returns {run: {impl: {points: [...], chunks: [...]}}}."""
-    runs: dict[str, dict[str, list[ChunkSample]]] = {}
-    warmup = 4 * chunk_frames  # first use of a model in a process pays for new shapes
-    generate_ours(model, info, warmup, voice, chunk_frames)
-    generate_mlx_audio(model, warmup, voice, chunk_frames)
-    ours, codes = generate_ours(model, info, frames, voice, chunk_frames)
-    runs["generation"] = {"ours": ours, "mlx_audio": generate_mlx_audio(model, frames, voice, chunk_frames)}
-    runs["decoder"] = decoder_pair(raw_decoder(model), info.decoder_window, codes, chunk_frames)
+    """All three runs; returns {run: {implementation: {"points": [...], "chunks": [...]}}}."""
+    ours = StreamingDecoder(copy_decoder(raw_decoder(model)), info.decoder_window)
+    codes: list[mx.array] = []
+
+    def generation(length: int) -> dict[str, list[ChunkSample]]:
+        codes.clear()
+        return interleave(
+            {
+                "ours": our_generation(model, info, ours, length, voice, chunk_frames, codes),
+                "mlx_audio": their_generation(model, length, voice, chunk_frames),
+            }
+        )
+
+    generation(4 * chunk_frames)  # warm-up
+    runs = {"generation": generation(frames)}
+    all_codes = mx.concatenate(codes, axis=1)[None]
+    runs["decoder"] = decoder_runs(raw_decoder(model), info.decoder_window, all_codes, chunk_frames)
     big = full_size_codec_decoder(model)
-    runs["decoder_full_transformer"] = decoder_pair(big, info.decoder_window, codes, chunk_frames)
+    runs["decoder_full_transformer"] = decoder_runs(big, info.decoder_window, all_codes, chunk_frames)
     del big
     mx.clear_cache()
     return {

@@ -77,12 +77,13 @@ def long_table(result: dict[str, Any]) -> str:
         for impl, data in impls.items():
             points = data["points"]
             first = points[0]
-            cells = [f"{ms(p['chunk_seconds'])} / {mb(p['active_bytes'])}" for p in points]
+            cells = [f"{ms(p['chunk_seconds'])} / {p['cache_bytes'] / _MB:.2f}" for p in points]
             growth = ratio(points[-1]["chunk_seconds"], first["chunk_seconds"])
-            memory = f"{(points[-1]['active_bytes'] - first['active_bytes']) / _MB:+.1f}"
-            rows.append([run, impl, *cells, growth, memory])
-    at = [f"at {p['at_seconds']:g} s: ms / MB" for p in next(iter(result.values()))["ours"]["points"]]
-    return table(["run", "implementation", *at, "last / first", "memory change MB"], rows)
+            rows.append([run, impl, *cells, growth])
+    at = [
+        f"at {p['at_seconds']:g} s: chunk ms / KV MB" for p in next(iter(result.values()))["ours"]["points"]
+    ]
+    return table(["run", "implementation", *at, "chunk time last / first"], rows)
 
 
 def soak_table(result: dict[str, Any]) -> str:
