@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -70,9 +71,14 @@ def _make_model(folder: Path, size: str) -> str:
 def _machine() -> dict[str, Any]:
     import mlx.core as mx
 
+    cpuinfo = Path("/proc/cpuinfo")
+    models = (
+        re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE) if cpuinfo.exists() else []
+    )
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_model": models[0] if models else platform.processor(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "mlx": importlib.metadata.version("mlx"),
@@ -100,7 +106,7 @@ class Plan:
     big_frames: int = 4
 
 
-FULL = Plan(30, 12, 75, 800, (5.0, 30.0, 60.0), 2.0, 4, 2, 150, 200, 4, 10)
+FULL = Plan(30, 12, 75, 800, (5.0, 30.0, 60.0), 2.0, 6, 2, 150, 200, 4, 10)
 QUICK = Plan(1, 1, 24, 64, (1.5, 3.0, 4.5), 0.8, 1, 1, 40, 10, 2, 1)
 
 
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
                 _make_model(big, "0.6b")
             results["big"] = run_big_model(str(big), frames=plan.big_frames)
             section("big", f"0.6B-shaped model, {plan.big_frames} frames", report.big_table(results["big"]))
+        results["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
         targets = check(results, BASELINE)
         results["targets"] = [asdict(t) for t in targets]
         section(

@@ -2,11 +2,13 @@
 
 Runs the same utterance under both policies in blocks whose order alternates by round (so drift
 on a shared machine hits both alike) and records the steady-size chunk compute time, the real-time
-factor, and the MLX buffer cache and peak memory after each utterance.
+factor (wall clock and process CPU time), and the MLX buffer cache and peak memory after each
+utterance.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import mlx.core as mx
@@ -58,7 +60,8 @@ def run_cache_policy(
     decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
     guards = GuardSettings(max_silence_seconds=0, repetition_frames=0)
     collected: dict[str, dict[str, list[float]]] = {
-        p.value: {"chunk_s": [], "rtf": [], "cache_bytes": [], "peak_bytes": []} for p in CachePolicy
+        p.value: {"chunk_s": [], "rtf": [], "cpu_rtf": [], "cache_bytes": [], "peak_bytes": []}
+        for p in CachePolicy
     }
     mx.clear_cache()
     policies = list(CachePolicy)
@@ -67,8 +70,10 @@ def run_cache_policy(
             settings = GenerationSettings(ChunkSchedule(), guards, policy, limit_mb * 1024 * 1024)
             for _ in range(per_block):
                 mx.reset_peak_memory()
+                began_cpu = time.process_time()
                 times, compute, audio = _utterance(model, info, decoder, settings, frames, voice)
                 data = collected[policy.value]
+                data["cpu_rtf"].append((time.process_time() - began_cpu) / audio)
                 data["chunk_s"].extend(times)
                 data["rtf"].append(compute / audio)
                 data["cache_bytes"].append(mx.get_cache_memory())
@@ -83,6 +88,7 @@ def run_cache_policy(
                 "chunk_median_s": median(data["chunk_s"]),
                 "chunk_p95_s": percentile(data["chunk_s"], 95),
                 "rtf_median": median(data["rtf"]),
+                "cpu_rtf_median": median(data["cpu_rtf"]),
                 "cache_max_bytes": max(data["cache_bytes"]),
                 "peak_max_bytes": max(data["peak_bytes"]),
             }

@@ -93,4 +93,7 @@ def check(results: dict[str, Any], baseline: str) -> list[Target]:
     if "cache" in results:
         value = chunk_cost_ratio(results["cache"])
         targets.append(Target("chunk time, clear every chunk / clear over limit", f"{value:.3f}x", "-", None))
+        policies = results["cache"]["policies"]
+        value = policies["chunk"]["cpu_rtf_median"] / policies["limit"]["cpu_rtf_median"]
+        targets.append(Target("CPU time, clear every chunk / clear over limit", f"{value:.3f}x", "-", None))
     return targets
