@@ -12,7 +12,9 @@ theirs, ...) so that load from other processes hits both alike:
 
 Each implementation decodes with its own instance of the decoder (same weights), since the
 decoder's convolutions keep their streaming state in the module. Memory is the bytes held by
-the decoder transformer's KV cache after each chunk.
+the decoder transformer's KV cache after each chunk. The decoder runs interleave a third, control
+decoder that decodes every chunk from a fresh state (the same work every time): each chunk's time
+relative to the control's cancels the machine getting faster or slower during the run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REAL_CODEC_TRANSFORMER = {
     "num_hidden_layers": 8,
 }
 
+CONTROL = "control"
 Step = tuple[int, int]
 """What one chunk of an implementation reports: (frames, decoder KV cache bytes)."""
 
@@ -59,6 +62,8 @@ class PointSummary:
     at_seconds: float
     chunk_seconds: float
     cache_bytes: int
+    relative: float | None = None
+    """Median of chunk time over the control's time for the same chunk (decoder runs only)."""
 
 
 def kv_cache_bytes(caches: list[Any] | None) -> int:
@@ -93,16 +98,36 @@ def interleave(runs: dict[str, Iterator[Step]]) -> dict[str, list[ChunkSample]]:
     return samples
 
 
-def summarize(samples: list[ChunkSample], points: tuple[float, ...], half_width: float) -> list[PointSummary]:
-    """Median chunk time and cache size of the steady-size chunks within `half_width` s of each point."""
+def summarize(
+    samples: list[ChunkSample],
+    points: tuple[float, ...],
+    half_width: float,
+    control: list[ChunkSample] | None = None,
+) -> list[PointSummary]:
+    """Median chunk time and cache size of the steady-size chunks within `half_width` s of each point.
+
+    With a `control` run (one sample per chunk, interleaved with these), also the median ratio of
+    each chunk's time to the control's, which cancels the machine's speed at that moment.
+    """
     steady = max(s.frames for s in samples)
     summaries = []
     for point in points:
-        near = [s for s in samples if s.frames == steady and abs(s.start_seconds - point) <= half_width]
+        near = [
+            i
+            for i, s in enumerate(samples)
+            if s.frames == steady and abs(s.start_seconds - point) <= half_width
+        ]
         if not near:
             raise ValueError(f"no {steady}-frame chunk within {half_width}s of {point}s")
-        seconds = median([s.seconds for s in near])
-        summaries.append(PointSummary(point, seconds, int(median([s.cache_bytes for s in near]))))
+        relative = median([samples[i].seconds / control[i].seconds for i in near]) if control else None
+        summaries.append(
+            PointSummary(
+                point,
+                median([samples[i].seconds for i in near]),
+                int(median([samples[i].cache_bytes for i in near])),
+                relative,
+            )
+        )
     return summaries
 
 
@@ -151,6 +176,15 @@ def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) 
         yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._caches)
 
 
+def control_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
+    """The same chunks, each from a fresh decoder state: constant work, so its time tracks the machine."""
+    for start in range(0, codes.shape[2], chunk_frames):
+        decoder.reset()
+        mx.eval(decoder.step(codes[:, :, start : start + chunk_frames]))
+        mx.clear_cache()
+        yield min(chunk_frames, codes.shape[2] - start), 0
+
+
 def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
     decoder.reset_streaming_state()
     for start in range(0, codes.shape[2], chunk_frames):
@@ -162,14 +196,16 @@ def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator
 def decoder_runs(
     decoder: Any, window: int | None, codes: mx.array, chunk_frames: int
 ) -> dict[str, list[ChunkSample]]:
-    """Ours (windowed, on a copy of `decoder`) and mlx-audio's `streaming_step`, on the same codes."""
+    """Ours (windowed, on a copy of `decoder`), mlx-audio's `streaming_step`, and the control."""
     ours = StreamingDecoder(copy_decoder(decoder), window)
+    control = StreamingDecoder(copy_decoder(decoder), window)
 
     def run(part: mx.array) -> dict[str, list[ChunkSample]]:
         return interleave(
             {
                 "ours": our_decoding(ours, part, chunk_frames),
                 "mlx_audio": their_decoding(decoder, part, chunk_frames),
+                CONTROL: control_decoding(control, part, chunk_frames),
             }
         )
 
@@ -222,16 +258,17 @@ def run_long_utterance(
     return {
         run: {
             impl: {
-                "points": [asdict(p) for p in summarize(samples, points, half_width)],
+                "points": [asdict(p) for p in summarize(samples, points, half_width, impls.get(CONTROL))],
                 "chunks": [asdict(s) for s in samples],
             }
             for impl, samples in impls.items()
+            if impl != CONTROL
         }
         for run, impls in runs.items()
     }
 
 
-def growth(result: dict[str, Any], run: str, impl: str) -> float:
-    """Chunk time at the last point over chunk time at the first (1.0 = flat)."""
+def growth(result: dict[str, Any], run: str, impl: str, key: str = "chunk_seconds") -> float:
+    """Chunk time (or `relative` time) at the last point over that at the first (1.0 = flat)."""
     points = result[run][impl]["points"]
-    return float(points[-1]["chunk_seconds"] / points[0]["chunk_seconds"])
+    return float(points[-1][key] / points[0][key])

@@ -79,11 +79,12 @@ def long_table(result: dict[str, Any]) -> str:
             first = points[0]
             cells = [f"{ms(p['chunk_seconds'])} / {p['cache_bytes'] / _MB:.2f}" for p in points]
             growth = ratio(points[-1]["chunk_seconds"], first["chunk_seconds"])
-            rows.append([run, impl, *cells, growth])
+            relative = "-" if first["relative"] is None else ratio(points[-1]["relative"], first["relative"])
+            rows.append([run, impl, *cells, growth, relative])
     at = [
         f"at {p['at_seconds']:g} s: chunk ms / KV MB" for p in next(iter(result.values()))["ours"]["points"]
     ]
-    return table(["run", "implementation", *at, "chunk time last / first"], rows)
+    return table(["run", "implementation", *at, "chunk time last / first", "same, vs control"], rows)
 
 
 def soak_table(result: dict[str, Any]) -> str:
