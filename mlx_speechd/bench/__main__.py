@@ -97,6 +97,7 @@ class Plan:
     long_frames: int
     long_points: tuple[float, ...]
     long_half_width: float
+    long_repeats: int
     cache_rounds: int
     cache_per_block: int
     cache_frames: int
@@ -106,8 +107,36 @@ class Plan:
     big_frames: int = 4
 
 
-FULL = Plan(30, 12, 75, 800, (5.0, 30.0, 60.0), 2.0, 6, 2, 150, 200, 4, 10)
-QUICK = Plan(1, 1, 24, 64, (1.5, 3.0, 4.5), 0.8, 1, 1, 40, 10, 2, 1)
+FULL = Plan(
+    rounds=30,
+    pipeline_rounds=12,
+    pipeline_frames=75,
+    long_frames=800,
+    long_points=(5.0, 30.0, 60.0),
+    long_half_width=2.0,
+    long_repeats=3,
+    cache_rounds=6,
+    cache_per_block=2,
+    cache_frames=150,
+    soak_requests=200,
+    soak_clients=4,
+    soak_per_client=10,
+)
+QUICK = Plan(
+    rounds=1,
+    pipeline_rounds=1,
+    pipeline_frames=24,
+    long_frames=64,
+    long_points=(1.5, 3.0, 4.5),
+    long_half_width=0.8,
+    long_repeats=1,
+    cache_rounds=1,
+    cache_per_block=1,
+    cache_frames=40,
+    soak_requests=10,
+    soak_clients=2,
+    soak_per_client=1,
+)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
@@ -179,6 +208,7 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
                     frames=plan.long_frames,
                     points=plan.long_points,
                     half_width=plan.long_half_width,
+                    repeats=plan.long_repeats,
                 )
                 section("long", "Long utterance", report.long_table(results["long"]))
             if "cache" in sections:

@@ -231,10 +231,14 @@ def run_long_utterance(
     frames: int,
     points: tuple[float, ...],
     half_width: float = 2.0,
+    repeats: int = 1,
     voice: str = "ryan",
     chunk_frames: int = 10,
 ) -> dict[str, Any]:
-    """All three runs; returns {run: {implementation: {"points": [...], "chunks": [...]}}}."""
+    """All three runs, the decoder runs `repeats` times (each point: the median over the repeats).
+
+    Returns {run: {implementation: {"points": [...], "chunks": [...]}}} (the chunks of the first repeat).
+    """
     ours = StreamingDecoder(copy_decoder(raw_decoder(model)), info.decoder_window)
     codes: list[mx.array] = []
 
@@ -248,24 +252,49 @@ def run_long_utterance(
         )
 
     generation(4 * chunk_frames)  # warm-up
-    runs = {"generation": generation(frames)}
+    runs = {"generation": [generation(frames)]}
     all_codes = mx.concatenate(codes, axis=1)[None]
-    runs["decoder"] = decoder_runs(raw_decoder(model), info.decoder_window, all_codes, chunk_frames)
+    decoder = raw_decoder(model)
+    runs["decoder"] = [
+        decoder_runs(decoder, info.decoder_window, all_codes, chunk_frames) for _ in range(repeats)
+    ]
     big = full_size_codec_decoder(model)
-    runs["decoder_full_transformer"] = decoder_runs(big, info.decoder_window, all_codes, chunk_frames)
+    runs["decoder_full_transformer"] = [
+        decoder_runs(big, info.decoder_window, all_codes, chunk_frames) for _ in range(repeats)
+    ]
     del big
     mx.clear_cache()
     return {
         run: {
             impl: {
-                "points": [asdict(p) for p in summarize(samples, points, half_width, impls.get(CONTROL))],
-                "chunks": [asdict(s) for s in samples],
+                "points": _median_points(
+                    [summarize(r[impl], points, half_width, r.get(CONTROL)) for r in repeated]
+                ),
+                "chunks": [asdict(s) for s in repeated[0][impl]],
             }
-            for impl, samples in impls.items()
+            for impl in repeated[0]
             if impl != CONTROL
         }
-        for run, impls in runs.items()
+        for run, repeated in runs.items()
     }
+
+
+def _median_points(repeats: list[list[PointSummary]]) -> list[dict[str, Any]]:
+    """Each point's fields as the median over the repeats."""
+    merged = []
+    for same_point in zip(*repeats, strict=True):
+        relatives = [p.relative for p in same_point if p.relative is not None]
+        merged.append(
+            asdict(
+                PointSummary(
+                    same_point[0].at_seconds,
+                    median([p.chunk_seconds for p in same_point]),
+                    int(median([p.cache_bytes for p in same_point])),
+                    median(relatives) if relatives else None,
+                )
+            )
+        )
+    return merged
 
 
 def growth(result: dict[str, Any], run: str, impl: str, key: str = "chunk_seconds") -> float:
