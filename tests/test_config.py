@@ -27,7 +27,7 @@ def parse(
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "mlx-speechd.toml"
     path.write_text(
-        'model = "/models/from-file"\nvoice = "vivian"\nsentence_silence = 0.2\n'
+        'model = "/models/from-file"\nvoice = "vivian"\nsentence_pause = 0.2\n'
         'uri = ["tcp://0.0.0.0:10200"]\nzeroconf = true\ndebug = true\n'
     )
     return path
@@ -35,7 +35,7 @@ def config_file(tmp_path: Path) -> Path:
 
 def test_file_then_environment_then_command_line(config_file: Path) -> None:
     _, args, _ = parse([], {}, config_file)
-    assert (args.model, args.voice, args.sentence_silence) == ("/models/from-file", "vivian", 0.2)
+    assert (args.model, args.voice, args.sentence_pause) == ("/models/from-file", "vivian", 0.2)
     assert args.uri == ["tcp://0.0.0.0:10200"] and args.zeroconf == "mlx-speechd" and args.debug
     env = {"MLX_SPEECHD_VOICE": "aiden", "MLX_SPEECHD_DEBUG": "no", "MLX_SPEECHD_CHUNK_FRAMES": "6"}
     _, args, sources = parse([], env, config_file)

@@ -26,7 +26,3 @@ def silence(seconds: float) -> bytes:
     """Return `seconds` of digital silence as PCM bytes."""
     return bytes(round(seconds * SAMPLE_RATE) * SAMPLE_WIDTH)
 
-
-def duration(pcm: bytes) -> float:
-    """Seconds of audio in a PCM byte string."""
-    return len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS)
