@@ -46,39 +46,19 @@ def test_each_request_type() -> None:
 
 
 def test_every_speech_option() -> None:
-    request = parse_request(
-        line(
-            type="synthesize",
-            id=1,
-            text="Hello.",
-            voice="ryan",
-            language="english",
-            instruct="calm",
-            ref_audio="/tmp/me.wav",
-            ref_text="hello",
-            seed=2**63 - 1,
-            sentence_pause=0.25,
-            lead_in=0,
-            output="none",
-            wav="/tmp/out.wav",
-        )
-    )
-    assert request == Synthesize(
-        1,
-        "Hello.",
-        SpeechOptions(
-            voice="ryan",
-            language="english",
-            instruct="calm",
-            ref_audio="/tmp/me.wav",
-            ref_text="hello",
-            seed=2**63 - 1,
-            sentence_pause=0.25,
-            lead_in=0.0,
-            output=Output.NONE,
-            wav="/tmp/out.wav",
-        ),
-    )
+    options: dict[str, Any] = {
+        "voice": "ryan",
+        "language": "english",
+        "instruct": "calm",
+        "ref_audio": "/tmp/me.wav",
+        "ref_text": "hello",
+        "seed": 2**63 - 1,
+        "sentence_pause": 0.25,
+        "lead_in": 0,
+        "wav": "/tmp/out.wav",
+    }
+    request = parse_request(line(type="synthesize", id=1, text="Hello.", output="none", **options))
+    assert request == Synthesize(1, "Hello.", SpeechOptions(output=Output.NONE, **options))
     assert isinstance(request.options.lead_in, float)
 
 
