@@ -25,4 +25,3 @@ def pcm16_to_float(pcm: bytes) -> np.ndarray:
 def silence(seconds: float) -> bytes:
     """Return `seconds` of digital silence as PCM bytes."""
     return bytes(round(seconds * SAMPLE_RATE) * SAMPLE_WIDTH)
-

@@ -43,7 +43,7 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
     connections = Connections(settings.max_connections)
     await server.start(partial(WyomingHandler, engine, handler_settings, connections))
     _LOGGER.info("Serving Wyoming on %s (at most %d connections)", uri, settings.max_connections)
-    zeroconf: _Zeroconf | None = None
+    zeroconf: ZeroconfAdvertisement | None = None
     try:
         if settings.zeroconf is not None and uri == settings.zeroconf_uri:
             zeroconf = await advertise(settings.zeroconf, parsed.hostname or "", parsed.port or 0)
@@ -82,12 +82,12 @@ def build_info(engine: Engine) -> Info:
     return Info(tts=[program])
 
 
-async def advertise(name: str, hostname: str, port: int) -> _Zeroconf | None:
+async def advertise(name: str, hostname: str, port: int) -> ZeroconfAdvertisement | None:
     """Register `_wyoming._tcp` for Home Assistant; failures are warnings, not fatal."""
     host = _advertised_host(hostname)
-    zeroconf: _Zeroconf | None = None
+    zeroconf: ZeroconfAdvertisement | None = None
     try:
-        zeroconf = _Zeroconf(port=port, name=name, host=host)
+        zeroconf = ZeroconfAdvertisement(port=port, name=name, host=host)
         await zeroconf.register_server()
     except Exception as err:
         if zeroconf is not None:
@@ -104,7 +104,7 @@ async def advertise(name: str, hostname: str, port: int) -> _Zeroconf | None:
     return zeroconf
 
 
-class _Zeroconf(HomeAssistantZeroconf):
+class ZeroconfAdvertisement(HomeAssistantZeroconf):
     """wyoming's zeroconf advertiser, with the way to stop that it lacks."""
 
     async def close(self) -> None:
