@@ -6,10 +6,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
 
 from . import __version__
-from .config import CONFIG_ENV, ENV_PREFIX, ConfigError, apply_defaults, format_config
+from .config import CONFIG_ENV, ENV_PREFIX, AppendOverride, ConfigError, apply_defaults, format_config
 from .engine import (
     DEFAULT_MODEL,
     CachePolicy,
@@ -17,21 +17,18 @@ from .engine import (
     EngineConfig,
     VoiceSettings,
 )
+from .settings import (
+    DaemonSettings,
+    EofPolicy,
+    OneshotSettings,
+    OutputSettings,
+    SpeechDefaults,
+    StdioSettings,
+    WyomingSettings,
+    parse_device,
+)
 
 _LOGGER = logging.getLogger(__name__)
-
-SUBCOMMANDS = ("check", "download", "make-test-model")
-
-
-class _AppendOverride(argparse._AppendAction):
-    """Append, but the first use on the command line replaces a list from the config or environment."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
-        marker = f"_{self.dest}_from_command_line"
-        if not getattr(namespace, marker, False):
-            setattr(namespace, self.dest, [])
-            setattr(namespace, marker, True)
-        super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--cache-limit-mb", type=int, default=1024, help="see --cache-policy")
     stream.add_argument(
-        "--sentence-silence", type=float, default=0.0, help="seconds of silence between sentences"
+        "--sentence-pause", type=float, default=0.0, help="seconds of silence between sentences"
     )
     stream.add_argument(
         "--lead-in", type=float, default=0.0, help="seconds of silence before the first audio"
@@ -104,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = parser.add_argument_group("daemon (runs until stopped; either or both)")
     daemon.add_argument(
         "--uri",
-        action=_AppendOverride,
+        action=AppendOverride,
         default=[],
         help="serve Wyoming on tcp://HOST:PORT or unix://PATH (repeatable); "
         "tcp://127.0.0.1:10200 for Home Assistant on this machine, tcp://0.0.0.0:10200 for others",
@@ -122,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     daemon.add_argument(
         "--stdio-eof",
-        choices=["finish", "cancel"],
-        default="finish",
+        choices=[policy.value for policy in EofPolicy],
+        default=EofPolicy.FINISH.value,
         help="at stdin EOF, finish or cancel the requests in flight before exiting",
     )
 
@@ -147,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- settings: the one place that turns options into typed settings ----
+
+
 def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """Raises ValueError for settings the engine rejects."""
     return EngineConfig(
         model=args.model,
         voice=VoiceSettings(
@@ -165,6 +166,28 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     )
 
 
+def speech_defaults(args: argparse.Namespace) -> SpeechDefaults:
+    return SpeechDefaults(seed=args.seed, sentence_pause=args.sentence_pause, lead_in=args.lead_in)
+
+
+def daemon_settings(args: argparse.Namespace) -> DaemonSettings:
+    return DaemonSettings(
+        speech=speech_defaults(args),
+        wyoming=WyomingSettings(tuple(args.uri), args.zeroconf, args.max_connections) if args.uri else None,
+        stdio=StdioSettings(EofPolicy(args.stdio_eof), parse_device(args.device)) if args.stdio else None,
+    )
+
+
+def oneshot_settings(args: argparse.Namespace) -> OneshotSettings:
+    return OneshotSettings(
+        text=tuple(args.text),
+        speech=speech_defaults(args),
+        output=OutputSettings(
+            wav=args.output, raw=args.raw, play=args.play, device=parse_device(args.device)
+        ),
+    )
+
+
 def setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -175,18 +198,8 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "make-test-model":
-        from .testing.__main__ import main as make_test_model
-
-        return make_test_model(argv[1:])
-    if argv and argv[0] == "check":
-        from .healthcheck import main as check
-
-        return check(argv[1:])
-    if argv and argv[0] == "download":
-        from .download import main as download
-
-        return download(argv[1:])
+    if argv and argv[0] in _SUBCOMMANDS:
+        return _SUBCOMMANDS[argv[0]](argv[1:])
     parser = build_parser()
     try:
         sources = apply_defaults(parser, _config_path(argv), os.environ)
@@ -206,10 +219,36 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("text and one-shot outputs (--play, -o, --raw) do not go with --uri/--stdio")
         from .daemon import run_daemon
 
-        return run_daemon(args, config)
+        return run_daemon(daemon_settings(args), config)
     from .oneshot import run_oneshot
 
-    return run_oneshot(args, config)
+    return run_oneshot(oneshot_settings(args), config)
+
+
+def _make_test_model(argv: list[str]) -> int:
+    from .testing.__main__ import main
+
+    return main(argv)
+
+
+def _check(argv: list[str]) -> int:
+    from .healthcheck import main
+
+    return main(argv)
+
+
+def _download(argv: list[str]) -> int:
+    from .download import main
+
+    return main(argv)
+
+
+_SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "check": _check,
+    "download": _download,
+    "make-test-model": _make_test_model,
+}
+"""Subcommands with their own parsers, imported only when used."""
 
 
 def _config_path(argv: list[str]) -> str | None:

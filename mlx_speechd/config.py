@@ -2,7 +2,7 @@
 
 Precedence, highest first: command line, environment, config file, built-in defaults.
 The config file is `--config PATH` or `$MLX_SPEECHD_CONFIG`; its keys are the long option
-names with dashes as underscores (`sentence_silence = 0.2`, `uri = ["tcp://0.0.0.0:10200"]`).
+names with dashes as underscores (`sentence_pause = 0.2`, `uri = ["tcp://0.0.0.0:10200"]`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def settable_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Acti
     """The parser's options that a config file or the environment may set, by key."""
     return {
         action.dest: action
-        for action in parser._actions
+        for action in parser_actions(parser)
         if action.option_strings and action.dest not in _NOT_SETTINGS
     }
 
@@ -74,11 +74,11 @@ def _read_file(path: Path, actions: dict[str, argparse.Action]) -> dict[str, Any
 
 
 def _from_toml(action: argparse.Action, value: Any, where: str) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
+    if is_flag(action):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false")
         return value
-    if isinstance(action, argparse._AppendAction):
+    if is_list(action):
         items = value if isinstance(value, list) else [value]
         return [_convert(action, str(item), where) for item in items]
     if action.nargs == "?" and isinstance(value, bool):
@@ -89,11 +89,11 @@ def _from_toml(action: argparse.Action, value: Any, where: str) -> Any:
 
 
 def _from_string(action: argparse.Action, text: str, where: str) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
+    if is_flag(action):
         if text.strip().lower() not in _TRUE | _FALSE:
             raise ConfigError(f"{where} must be 1/0, true/false, yes/no or on/off")
         return text.strip().lower() in _TRUE
-    if isinstance(action, argparse._AppendAction):
+    if is_list(action):
         return [_convert(action, item, where) for item in text.replace(",", " ").split()]
     if action.nargs == "?" and text.strip().lower() in _TRUE:
         return action.const
@@ -133,3 +133,45 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)
+
+
+# ---- argparse internals ----
+# argparse has no public way to list a parser's options or to tell what kind of option an action is;
+# these are the only places mlx-speechd relies on its private names (stable since Python 3.2).
+
+
+def parser_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Every option and positional argument of `parser`, in the order they were added."""
+    return list(parser._actions)  # noqa: SLF001
+
+
+def is_flag(action: argparse.Action) -> bool:
+    """An option that takes no value and sets True (`action="store_true"`)."""
+    return isinstance(action, argparse._StoreTrueAction)  # noqa: SLF001
+
+
+def is_list(action: argparse.Action) -> bool:
+    """A repeatable option whose values make a list (`action="append"` or `AppendOverride`)."""
+    return isinstance(action, argparse._AppendAction)  # noqa: SLF001
+
+
+def is_help(action: argparse.Action) -> bool:
+    """The `--help` option."""
+    return isinstance(action, argparse._HelpAction)  # noqa: SLF001
+
+
+class AppendOverride(argparse._AppendAction):  # noqa: SLF001
+    """Append, but the first use on the command line replaces a list from the config or environment."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        marker = f"_{self.dest}_from_command_line"
+        if not getattr(namespace, marker, False):
+            setattr(namespace, self.dest, [])
+            setattr(namespace, marker, True)
+        super().__call__(parser, namespace, values, option_string)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from .engine import DEFAULT_MODEL, ModelLoadError
 from .engine.loader import HUB_FILES, looks_local, not_cached_message
+from .stdout import print_error
 
 
 def download(model: str) -> Path:
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     try:
         path = download(args.model)
     except ModelLoadError as err:
-        print(f"mlx-speechd: error: {err}", file=sys.stderr, flush=True)
+        print_error(err)
         return 1
     print(path, flush=True)
     return 0

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import errno
 import socket
-import sys
 import time
 from dataclasses import dataclass
 
 from wyoming.client import AsyncClient
 from wyoming.info import Describe, Info
+
+from .stdout import print_error
 
 DEFAULT_URI = "tcp://127.0.0.1:10200"
 
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
     try:
         result = asyncio.run(check(args.uri, args.timeout))
     except CheckFailed as err:
-        print(f"mlx-speechd: error: {err}", file=sys.stderr, flush=True)
+        print_error(err)
         return 1
     print(result.line(), flush=True)
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
@@ -12,9 +11,10 @@ import numpy as np
 import soundfile
 
 from .audio.pcm import CHANNELS, SAMPLE_RATE
-from .engine import Engine, EngineConfig, Reply, ReplyOptions, SpeechdError
+from .engine import Engine, EngineConfig, Reply, SpeechdError
 from .playback import PlaybackError, Player, check_output_device
-from .stdout import claim_stdout
+from .settings import OneshotSettings, OutputSettings
+from .stdout import claim_stdout, print_error
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,20 +23,18 @@ class UsageError(Exception):
     """A mistake in how the command was called."""
 
 
-def run_oneshot(args: argparse.Namespace, config: EngineConfig) -> int:
+def run_oneshot(settings: OneshotSettings, config: EngineConfig) -> int:
     """Speak and exit: 0 on success, 1 on errors, 2 on usage errors, 130 on Ctrl-C."""
     engine: Engine | None = None
     outputs: _Outputs | None = None
     try:
-        if not args.text and sys.stdin.isatty():
+        if not settings.text and sys.stdin.isatty():
             raise UsageError("no text: give it as arguments or pipe it on stdin")
-        outputs = _Outputs(args)
+        outputs = _Outputs(settings.output)
         engine = Engine(config)
         engine.start()
-        reply = engine.reply(
-            ReplyOptions(seed=args.seed, sentence_pause=args.sentence_silence, lead_in=args.lead_in)
-        )
-        threading.Thread(target=_feed, args=(reply, args.text), daemon=True).start()
+        reply = engine.reply(settings.speech.reply_options())
+        threading.Thread(target=_feed, args=(reply, settings.text), daemon=True).start()
         for chunk in reply:
             outputs.write(chunk.pcm)
         if reply.stats is not None and reply.stats.sentences == 0 and not reply.cancelled:
@@ -48,10 +46,10 @@ def run_oneshot(args: argparse.Namespace, config: EngineConfig) -> int:
         _LOGGER.info("Interrupted")
         return 130
     except UsageError as err:
-        _fail(str(err))
+        print_error(err)
         return 2
     except (SpeechdError, PlaybackError, OSError, RuntimeError) as err:
-        _fail(str(err))
+        print_error(err)
         return 1
     finally:
         if outputs is not None:
@@ -60,7 +58,7 @@ def run_oneshot(args: argparse.Namespace, config: EngineConfig) -> int:
             engine.close()
 
 
-def _feed(reply: Reply, words: list[str]) -> None:
+def _feed(reply: Reply, words: tuple[str, ...]) -> None:
     """Feed the reply: the arguments as one text, or stdin line by line as lines arrive."""
     try:
         if words:
@@ -70,27 +68,26 @@ def _feed(reply: Reply, words: list[str]) -> None:
                 reply.speak(line)
         reply.finish()
     except SpeechdError as err:
-        _fail(str(err))
+        print_error(err)
         reply.cancel()
 
 
 class _Outputs:
     """Every requested output, opened before the model loads so mistakes show at once."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, settings: OutputSettings) -> None:
         self._wav: soundfile.SoundFile | None = None
         self._raw: BinaryIO | None = None
         self._player: Player | None = None
-        if args.output:
+        if settings.wav:
             self._wav = soundfile.SoundFile(
-                args.output, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16"
+                settings.wav, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16"
             )
-        if args.raw:
+        if settings.raw:
             self._raw = claim_stdout()
-        if args.play or not (self._wav or self._raw):
-            device = int(args.device) if args.device and args.device.isdigit() else args.device
-            check_output_device(device)
-            self._player = Player(device)
+        if settings.plays:
+            check_output_device(settings.device)
+            self._player = Player(settings.device)
 
     def write(self, pcm: bytes) -> None:
         if self._wav is not None:
@@ -111,7 +108,3 @@ class _Outputs:
                 self._player.abort()
             else:
                 self._player.close()
-
-
-def _fail(message: str) -> None:
-    print(f"mlx-speechd: error: {message}", file=sys.stderr, flush=True)

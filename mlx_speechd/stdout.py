@@ -1,4 +1,4 @@
-"""Keep stdout for protocol lines and raw audio only."""
+"""Keep stdout for protocol lines and raw audio only; errors for the user go to stderr."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def claim_stdout() -> BinaryIO:
     os.dup2(2, 1)
     sys.stdout = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     return ours
+
+
+def print_error(message: object) -> None:
+    """The one line a command prints on stderr when it exits with an error."""
+    print(f"mlx-speechd: error: {message}", file=sys.stderr, flush=True)

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from mlx_speechd.cli import build_parser
+from mlx_speechd.cli import build_parser, daemon_settings, oneshot_settings
 from mlx_speechd.config import ConfigError, apply_defaults, format_config
+from mlx_speechd.settings import (
+    DaemonSettings,
+    EofPolicy,
+    OutputSettings,
+    SpeechDefaults,
+    StdioSettings,
+    WyomingSettings,
+)
 
 
 def parse(
@@ -27,7 +35,7 @@ def parse(
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "mlx-speechd.toml"
     path.write_text(
-        'model = "/models/from-file"\nvoice = "vivian"\nsentence_silence = 0.2\n'
+        'model = "/models/from-file"\nvoice = "vivian"\nsentence_pause = 0.2\n'
         'uri = ["tcp://0.0.0.0:10200"]\nzeroconf = true\ndebug = true\n'
     )
     return path
@@ -35,7 +43,7 @@ def config_file(tmp_path: Path) -> Path:
 
 def test_file_then_environment_then_command_line(config_file: Path) -> None:
     _, args, _ = parse([], {}, config_file)
-    assert (args.model, args.voice, args.sentence_silence) == ("/models/from-file", "vivian", 0.2)
+    assert (args.model, args.voice, args.sentence_pause) == ("/models/from-file", "vivian", 0.2)
     assert args.uri == ["tcp://0.0.0.0:10200"] and args.zeroconf == "mlx-speechd" and args.debug
     env = {"MLX_SPEECHD_VOICE": "aiden", "MLX_SPEECHD_DEBUG": "no", "MLX_SPEECHD_CHUNK_FRAMES": "6"}
     _, args, sources = parse([], env, config_file)
@@ -98,3 +106,118 @@ def test_print_config_and_config_errors_from_the_command_line(tmp_path: Path) ->
     assert result.returncode == 2
     assert "unknown setting 'nonsense'" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+
+
+# ---- layering, one setting kind at a time (no subprocess) ----
+
+
+def write(tmp_path: Path, content: str) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(content)
+    return path
+
+
+def test_each_layer_wins_over_the_one_below(tmp_path: Path) -> None:
+    path = write(tmp_path, "seed = 1\nlead_in = 0.1\nsentence_pause = 0.2\n")
+    env = {"MLX_SPEECHD_LEAD_IN": "0.3", "MLX_SPEECHD_SENTENCE_PAUSE": "0.4"}
+    _, args, sources = parse(["--sentence-pause", "0.5"], env, path)
+    assert (args.seed, args.lead_in, args.sentence_pause, args.chunk_frames) == (1, 0.3, 0.5, 10)
+    assert sources["seed"] == f"config file {path}"
+    assert sources["lead_in"] == "environment MLX_SPEECHD_LEAD_IN"
+    assert "chunk_frames" not in sources
+
+
+def test_values_are_converted_to_the_options_types(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, 'chunk-frames = 6\nsentence_pause = "0.25"\ncache_policy = "limit"\nstdio = false\n'
+    )
+    _, args, _ = parse([], {"MLX_SPEECHD_SEED": "12", "MLX_SPEECHD_NO_WARMUP": "On"}, path)
+    assert (args.chunk_frames, args.sentence_pause, args.cache_policy) == (6, 0.25, "limit")
+    assert (args.seed, args.no_warmup, args.stdio) == (12, True, False)
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "message"),
+    [
+        ('chunk_frames = "six"\n', {}, "'chunk_frames' in .*: invalid value 'six'"),
+        ("seed = 1.5\n", {}, "'seed' in .*: invalid value '1.5'"),
+        ('voice = ["ryan", "aiden"]\n', {}, "'voice' in .* must be a single value"),
+        ("[voice]\nname = 1\n", {}, "'voice' in .* must be a single value"),
+        ('stdio = "yes"\n', {}, "'stdio' in .* must be true or false"),
+        ('stdio_eof = "later"\n', {}, "'later' is not one of finish, cancel"),
+        ('text = "hello"\n', {}, "unknown setting 'text'"),
+        ('config = "other.toml"\n', {}, "unknown setting 'config'"),
+        ("print_config = true\n", {}, "unknown setting 'print_config'"),
+        ("", {"MLX_SPEECHD_SEED": "abc"}, "MLX_SPEECHD_SEED: invalid value 'abc'"),
+        ("", {"MLX_SPEECHD_CACHE_POLICY": "never"}, "MLX_SPEECHD_CACHE_POLICY: 'never' is not one of"),
+        ("", {"MLX_SPEECHD_DEBUG": "2"}, "MLX_SPEECHD_DEBUG must be 1/0, true/false"),
+    ],
+)
+def test_type_errors_name_the_setting_and_where_it_came_from(
+    tmp_path: Path, content: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse([], env, write(tmp_path, content))
+
+
+def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config file .*missing\.toml"):
+        parse([], {}, tmp_path / "missing.toml")
+
+
+def test_unknown_keys_list_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse([], {}, write(tmp_path, "sentence_silence = 0.2\n"))
+    assert "unknown setting 'sentence_silence'" in str(caught.value)
+    assert "sentence_pause" in str(caught.value) and "max_connections" in str(caught.value)
+
+
+def test_environment_variables_of_non_settings_are_ignored() -> None:
+    _, args, sources = parse([], {"MLX_SPEECHD_TEXT": "hello", "MLX_SPEECHD_PRINT_CONFIG": "1"})
+    assert args.text == [] and not args.print_config and sources == {}
+
+
+def test_list_options(tmp_path: Path) -> None:
+    _, args, _ = parse([], {}, write(tmp_path, 'uri = "tcp://0.0.0.0:1"\n'))
+    assert args.uri == ["tcp://0.0.0.0:1"]  # a single string is a list of one
+    env = {"MLX_SPEECHD_URI": "tcp://127.0.0.1:1, unix:///tmp/a.sock  tcp://127.0.0.1:2"}
+    _, args, _ = parse([], env, write(tmp_path, 'uri = ["tcp://0.0.0.0:1"]\n'))
+    assert args.uri == ["tcp://127.0.0.1:1", "unix:///tmp/a.sock", "tcp://127.0.0.1:2"]
+    _, args, _ = parse(["--uri", "tcp://h:3", "--uri", "tcp://h:4"], env)
+    assert args.uri == ["tcp://h:3", "tcp://h:4"]  # the command line replaces, then appends
+    _, args, _ = parse([], {"MLX_SPEECHD_URI": " "})
+    assert args.uri == []
+
+
+@pytest.mark.parametrize(
+    ("content", "env", "expected"),
+    [
+        ("zeroconf = true\n", {}, "mlx-speechd"),
+        ("zeroconf = false\n", {}, None),
+        ('zeroconf = "kitchen"\n', {}, "kitchen"),
+        ("", {"MLX_SPEECHD_ZEROCONF": "yes"}, "mlx-speechd"),
+        ("", {"MLX_SPEECHD_ZEROCONF": "hall"}, "hall"),
+    ],
+)
+def test_an_option_with_an_optional_value(
+    tmp_path: Path, content: str, env: dict[str, str], expected: str | None
+) -> None:
+    _, args, _ = parse([], env, write(tmp_path, content))
+    assert args.zeroconf == expected
+
+
+def test_the_cli_builds_typed_settings_from_the_layers(tmp_path: Path) -> None:
+    path = write(tmp_path, 'uri = ["tcp://0.0.0.0:10200", "unix:///tmp/s.sock"]\nzeroconf = true\nseed = 3\n')
+    env = {"MLX_SPEECHD_DEVICE": "2", "MLX_SPEECHD_STDIO_EOF": "cancel", "MLX_SPEECHD_LEAD_IN": "0.1"}
+    _, args, _ = parse(["--stdio", "--sentence-pause", "0.2"], env, path)
+    assert daemon_settings(args) == DaemonSettings(
+        speech=SpeechDefaults(seed=3, sentence_pause=0.2, lead_in=0.1),
+        wyoming=WyomingSettings(("tcp://0.0.0.0:10200", "unix:///tmp/s.sock"), "mlx-speechd", 16),
+        stdio=StdioSettings(EofPolicy.CANCEL, device=2),
+    )
+    assert daemon_settings(args).wyoming.zeroconf_uri == "tcp://0.0.0.0:10200"  # type: ignore[union-attr]
+    _, args, _ = parse(["-o", "out.wav", "--device", "USB Audio", "Hello", "there."], {})
+    settings = oneshot_settings(args)
+    assert settings.text == ("Hello", "there.")
+    assert settings.output == OutputSettings(wav="out.wav", device="USB Audio")
+    assert not settings.output.plays

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlx_speechd.daemon import SECOND_SIGNAL_EXIT
+
 CLI = [sys.executable, "-m", "mlx_speechd"]
 
 
@@ -44,25 +46,34 @@ def _free_port() -> int:
 
 def test_sigterm_while_loading_exits_promptly(tiny_custom_voice: Path) -> None:
     proc = _start("--model", str(tiny_custom_voice), "--uri", f"tcp://127.0.0.1:{_free_port()}")
-    time.sleep(0.5)  # importing and loading take seconds: the signal lands during start-up
+    _wait_for_log(proc, "Loading")  # loading and warming up take seconds: the signal lands during them
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    assert "SIGTERM while starting" in stderr and "Traceback" not in stderr, stderr
 
 
 def test_first_signal_shuts_down_cleanly_second_exits_at_once(tiny_custom_voice: Path) -> None:
     port = _free_port()
     proc = _start("--model", str(tiny_custom_voice), "--uri", f"tcp://127.0.0.1:{port}")
-    _wait_for_log(proc, "Warmed up")
-    time.sleep(0.5)
+    _wait_for_log(proc, "Serving Wyoming")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert proc.stderr is not None and "Traceback" not in proc.stderr.read().decode()
 
+    # The second signal must reach the daemon while it is still shutting down: stopped, it holds both
+    # (two different signals are not merged into one) and handles them in a row once continued.
     proc = _start("--model", str(tiny_custom_voice), "--uri", f"tcp://127.0.0.1:{_free_port()}")
-    _wait_for_log(proc, "Warmed up")
+    _wait_for_log(proc, "Serving Wyoming")
+    proc.send_signal(signal.SIGSTOP)
+    proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=15) in (0, 1)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=15) == SECOND_SIGNAL_EXIT
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    assert "again: exiting at once" in stderr and "Stopped" not in stderr, stderr
 
 
 def test_port_in_use_is_one_clear_line(tiny_custom_voice: Path) -> None:

@@ -275,9 +275,11 @@ def _cell(text: str) -> str:
 
 
 def _default(action: argparse.Action) -> str:
-    if isinstance(action, argparse._StoreTrueAction):
+    from mlx_speechd.config import is_flag
+
+    if is_flag(action):
         return "off"
-    if action.default in (None, [], argparse.SUPPRESS) or isinstance(action, argparse._VersionAction):
+    if action.default in (None, [], argparse.SUPPRESS):  # also --version
         return ""
     return f"`{_cell(str(action.default))}`"
 
@@ -296,12 +298,12 @@ def _option(action: argparse.Action) -> str:
 
 def options_table(parser: argparse.ArgumentParser, settable: set[str]) -> str:
     """A Markdown table of the parser's options; `settable` ones also get their environment variable."""
-    from mlx_speechd.config import ENV_PREFIX
+    from mlx_speechd.config import ENV_PREFIX, is_help, parser_actions
 
     header = ["option", "default", "description"] + (["environment / config file"] if settable else [])
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
+    for action in parser_actions(parser):
+        if is_help(action):
             continue
         cells = [_option(action), _default(action), _cell(action.help or "")]
         if settable:

@@ -31,13 +31,15 @@ from wyoming.tts import (
 from mlx_speechd import __version__
 from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_WIDTH
 from mlx_speechd.engine import Engine, EngineConfig
-from mlx_speechd.frontends.wyoming_server import advertise, build_info
+from mlx_speechd.frontends.wyoming_server import build_info
 
 SENTENCE_BYTES = 75 * FRAME_SAMPLES * SAMPLE_WIDTH
 """Audio of one short sentence: the fixed-length test model runs to the 75-frame minimum cap."""
 LONG_SENTENCE = " ".join(["this sentence keeps going for quite a while"] * 8) + "."
 """One sentence with a cap of about 1000 frames: well over ten seconds of compute here."""
 SPEAKERS = ["serena", "vivian", "uncle_fu", "ryan", "aiden", "ono_anna", "sohee", "eric", "dylan"]
+ZEROCONF_NAME = "mlx-speechd-" + "x" * 60
+"""Longer than the 63 bytes an mDNS label may have: advertising it fails, whatever the network."""
 READ_TIMEOUT = 60.0
 """Only catches hangs: every answer here takes a few seconds at most."""
 
@@ -118,7 +120,7 @@ def daemons(tiny_custom_voice: Path, tmp_path_factory: pytest.TempPathFactory) -
     small_folder = tmp_path_factory.mktemp("wyoming-small")
     launched = {
         "main": _launch(tiny_custom_voice, tmp_path_factory.mktemp("wyoming-main")),
-        # short text limit, two connections at most, a unix socket and zeroconf
+        # short text limit, two connections at most, a unix socket, a zeroconf name that cannot be advertised
         "small": _launch(
             tiny_custom_voice,
             small_folder,
@@ -127,7 +129,7 @@ def daemons(tiny_custom_voice: Path, tmp_path_factory: pytest.TempPathFactory) -
             "--max-connections",
             "2",
             "--zeroconf",
-            "mlx-speechd-test",
+            ZEROCONF_NAME,
             socket_path=small_folder / "speechd.sock",
         ),
     }
@@ -418,20 +420,16 @@ async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemo
     await second.disconnect()
 
 
-def test_zeroconf_advertises_or_warns(small_daemon: Daemon) -> None:
-    outcomes = ("Zeroconf: advertising 'mlx-speechd-test'", "Zeroconf: could not advertise")
+async def test_zeroconf_failure_is_a_warning_and_the_daemon_serves_on(small_daemon: Daemon) -> None:
+    # Whether advertising works depends on the machine's network (resolving over loopback mDNS here gave
+    # the port but only sometimes the address), so the name forces the one outcome a test can count on.
     deadline = time.monotonic() + 30
-    while not any(outcome in small_daemon.log() for outcome in outcomes) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    log = small_daemon.log()
-    print([line for line in log.splitlines() if "Zeroconf" in line])
-    assert any(outcome in log for outcome in outcomes)
-    assert small_daemon.process.poll() is None
-
-
-async def test_zeroconf_failure_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    assert await advertise("x" * 100, "127.0.0.1", 10200) is None  # an mDNS label is at most 63 bytes
-    assert "Zeroconf: could not advertise" in caplog.text
+    while "Zeroconf: " not in small_daemon.log() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert f"Zeroconf: could not advertise '{ZEROCONF_NAME}' on the network" in small_daemon.log()
+    async with small_daemon.client() as client:
+        await client.write_event(Describe().event())
+        assert Info.is_type((await _read(client)).type)
 
 
 def test_voice_design_model_offers_its_one_voice(tiny_voice_design: Path) -> None:

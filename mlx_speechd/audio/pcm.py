@@ -25,8 +25,3 @@ def pcm16_to_float(pcm: bytes) -> np.ndarray:
 def silence(seconds: float) -> bytes:
     """Return `seconds` of digital silence as PCM bytes."""
     return bytes(round(seconds * SAMPLE_RATE) * SAMPLE_WIDTH)
-
-
-def duration(pcm: bytes) -> float:
-    """Seconds of audio in a PCM byte string."""
-    return len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS)

@@ -8,7 +8,6 @@ to its outputs (base64 lines, a WAV file, the daemon's speaker). Protocol: docs/
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,8 +21,9 @@ import numpy as np
 import soundfile
 
 from ..audio.pcm import CHANNELS, SAMPLE_RATE
-from ..engine import Engine, Reply, ReplyOptions, SpeechdError, TextTooLongError, VoiceSettings
+from ..engine import AudioChunk, Engine, Reply, SpeechdError, TextTooLongError, VoiceSettings
 from ..playback import PlaybackError, Player, check_output_device
+from ..settings import Device, EofPolicy, SpeechDefaults, StdioSettings
 from .stdio_protocol import (
     Cancel,
     Describe,
@@ -53,12 +53,12 @@ _LOGGER = logging.getLogger(__name__)
 _PIPE_CHUNK = 65536
 
 
-async def serve_stdio(engine: Engine, args: argparse.Namespace, out: BinaryIO) -> None:
+async def serve_stdio(engine: Engine, settings: StdioSettings, speech: SpeechDefaults, out: BinaryIO) -> None:
     """Serve requests from stdin until EOF (or until stdout closes); `out` is the claimed stdout."""
     max_line = _max_line_bytes(engine.config.max_text_chars)
     writer = await _LineWriter.open(out)
     reader = await _LineReader.open(sys.stdin.fileno(), max_line)
-    server = _Server(engine, args, writer, max_line)
+    server = _Server(engine, settings.device, speech, writer, max_line)
     reading = asyncio.create_task(server.read_requests(reader))
     ending: asyncio.Task[None] | None = None
     try:
@@ -67,7 +67,7 @@ async def serve_stdio(engine: Engine, args: argparse.Namespace, out: BinaryIO) -
         await _first_of(reading, writer.lost)
         if not writer.lost.done():
             reading.result()
-            cancel = args.stdio_eof == "cancel"
+            cancel = settings.eof is EofPolicy.CANCEL
             _LOGGER.info("End of input: %s the requests in flight", "cancelling" if cancel else "finishing")
             ending = asyncio.create_task(server.end_all(cancel=cancel))
             await _first_of(ending, writer.lost)
@@ -103,14 +103,16 @@ def write_startup_error(out: BinaryIO, error: SpeechdError) -> None:
 class _Server:
     """Dispatches request lines; owns the requests in flight."""
 
-    def __init__(self, engine: Engine, args: argparse.Namespace, writer: _LineWriter, max_line: int) -> None:
+    def __init__(
+        self, engine: Engine, device: Device, speech: SpeechDefaults, writer: _LineWriter, max_line: int
+    ) -> None:
         self._engine = engine
-        self._args = args
+        self._device = device
+        self._speech = speech
         self._writer = writer
         self._max_line = max_line
         self._requests: dict[RequestId, _Request] = {}
         self._playback_turn = asyncio.Lock()
-        self._device = int(args.device) if args.device and args.device.isdigit() else args.device
 
     async def read_requests(self, reader: _LineReader) -> None:
         """Handle lines until EOF; bad lines get an error line and reading goes on."""
@@ -170,18 +172,17 @@ class _Server:
         rid, options = request.id, request.options
         if rid in self._requests:
             raise ProtocolError(ErrorCode.DUPLICATE_ID, f"id {rid!r} is already in flight", rid)
-        args = self._args
-        reply_options = ReplyOptions(
-            voice=VoiceSettings(
+        reply_options = self._speech.reply_options(
+            VoiceSettings(
                 speaker=options.voice,
                 language=options.language,
                 instruct=options.instruct,
                 ref_audio=options.ref_audio,
                 ref_text=options.ref_text,
             ),
-            seed=options.seed if options.seed is not None else args.seed,
-            sentence_pause=_default(options.sentence_pause, args.sentence_silence),
-            lead_in=_default(options.lead_in, args.lead_in),
+            seed=options.seed,
+            sentence_pause=options.sentence_pause,
+            lead_in=options.lead_in,
         )
         try:
             reply = self._engine.reply(reply_options, asynchronous=True)
@@ -228,10 +229,6 @@ class _Server:
             if request.task is not None:
                 request.task.cancel()
         await asyncio.gather(*(r.task for r in requests if r.task is not None), return_exceptions=True)
-
-
-def _default(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def _open_wav(path: str) -> soundfile.SoundFile:
@@ -290,17 +287,7 @@ class _Request:
         """Forward the reply's audio to the outputs until it ends; closes the outputs."""
         try:
             async for chunk in self.reply:
-                if self._chunks == 0:
-                    await self._writer.send(audio_start_message(self.id, SAMPLE_RATE))
-                self._chunks += 1
-                if self._failure is not None:
-                    continue
-                if self._output is Output.PCM:
-                    await self._writer.send(audio_chunk_message(self.id, chunk))
-                if self._playback is not None:
-                    self._playback.write(chunk.pcm)
-                if self._wav is not None:
-                    await self._write_wav(chunk.pcm)
+                await self._forward(chunk)
             if self._playback is not None:
                 await self._playback.finish()
         except SpeechdError as err:
@@ -313,6 +300,20 @@ class _Request:
             if self._wav is not None:
                 with contextlib.suppress(OSError, RuntimeError):
                     self._wav.close()
+
+    async def _forward(self, chunk: AudioChunk) -> None:
+        """Send one chunk to every output (after `audio-start` for the first; nowhere once failed)."""
+        if self._chunks == 0:
+            await self._writer.send(audio_start_message(self.id, SAMPLE_RATE))
+        self._chunks += 1
+        if self._failure is not None:
+            return
+        if self._output is Output.PCM:
+            await self._writer.send(audio_chunk_message(self.id, chunk))
+        if self._playback is not None:
+            self._playback.write(chunk.pcm)
+        if self._wav is not None:
+            await self._write_wav(chunk.pcm)
 
     async def _write_wav(self, pcm: bytes) -> None:
         assert self._wav is not None

@@ -28,16 +28,17 @@ from ..engine import (
     EngineClosedError,
     InvalidRequestError,
     Reply,
-    ReplyOptions,
     SpeechdError,
     VoiceSettings,
 )
+from ..settings import SpeechDefaults
 from .wyoming_reader import ProtocolError, ReadLimits, read_event
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_PENDING_REQUESTS = 4
 """Requests one connection may have in flight; a client that sends more is disconnected."""
+_FORMAT = {"rate": SAMPLE_RATE, "width": SAMPLE_WIDTH, "channels": CHANNELS}
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class HandlerSettings:
 
     info: Event
     """The prepared `info` answer to `describe`."""
-    reply_options: ReplyOptions
+    speech: SpeechDefaults
     """Per-reply defaults (seed, pauses); the voice comes from each request."""
     limits: ReadLimits
 
@@ -84,6 +85,10 @@ class _Response:
     received: float = field(default_factory=time.perf_counter)
     reply: Reply | None = None
     error: SpeechdError | None = None
+    first_audio: float | None = None
+    """Seconds from the request to its first audio chunk, once sent."""
+    sent: int = 0
+    """Bytes of audio sent."""
 
     def fail(self, error: SpeechdError) -> None:
         self.error = self.error or error
@@ -195,16 +200,7 @@ class WyomingHandler(AsyncEventHandler):
             stream.reply.finish()
 
     def _reply(self, data: dict[str, Any]) -> Reply:
-        defaults = self._settings.reply_options
-        return self._engine.reply(
-            ReplyOptions(
-                voice=_voice(data),
-                seed=defaults.seed,
-                sentence_pause=defaults.sentence_pause,
-                lead_in=defaults.lead_in,
-            ),
-            asynchronous=True,
-        )
+        return self._engine.reply(self._settings.speech.reply_options(_voice(data)), asynchronous=True)
 
     # ---- answers ----
     def _answer(self, response: _Response) -> None:
@@ -220,26 +216,12 @@ class WyomingHandler(AsyncEventHandler):
         """Write one answer: audio as the engine makes it, then the events that end it."""
         if previous is not None:
             await asyncio.wait([previous])
-        fmt = {"rate": SAMPLE_RATE, "width": SAMPLE_WIDTH, "channels": CHANNELS}
-        audio_started = False
-        first_audio: float | None = None
-        sent = 0
         try:
-            if response.reply is not None:
-                try:
-                    async for chunk in response.reply:
-                        if not audio_started:
-                            first_audio = time.perf_counter() - response.received
-                            await self.write_event(AudioStart(**fmt).event())
-                            audio_started = True
-                        await self.write_event(AudioChunk(audio=chunk.pcm, **fmt).event())
-                        sent += len(chunk.pcm)
-                except SpeechdError as err:
-                    response.fail(err)
+            await self._send_audio(response)
             if response.error is not None:
                 await self.write_event(Error(text=str(response.error), code=response.error.code).event())
-            elif not audio_started:
-                await self.write_event(AudioStart(**fmt).event())
+            elif response.first_audio is None:
+                await self.write_event(AudioStart(**_FORMAT).event())
             await self.write_event(AudioStop().event())
             if response.streaming:
                 await self.write_event(SynthesizeStopped().event())
@@ -249,9 +231,23 @@ class WyomingHandler(AsyncEventHandler):
             self._responses.discard(response)
             if response.reply is not None:
                 response.reply.cancel()  # a no-op once the reply has ended
-        self._log(response, first_audio, sent)
+        self._log(response)
 
-    def _log(self, response: _Response, first_audio: float | None, sent: int) -> None:
+    async def _send_audio(self, response: _Response) -> None:
+        """Forward the reply's audio chunks, the first one after `audio-start`."""
+        if response.reply is None:
+            return
+        try:
+            async for chunk in response.reply:
+                if response.first_audio is None:
+                    response.first_audio = time.perf_counter() - response.received
+                    await self.write_event(AudioStart(**_FORMAT).event())
+                await self.write_event(AudioChunk(audio=chunk.pcm, **_FORMAT).event())
+                response.sent += len(chunk.pcm)
+        except SpeechdError as err:
+            response.fail(err)
+
+    def _log(self, response: _Response) -> None:
         reply = f"reply {response.reply.id}" if response.reply is not None else "no reply"
         if response.error is not None:
             _LOGGER.warning(
@@ -263,8 +259,12 @@ class WyomingHandler(AsyncEventHandler):
                 response.error,
             )
             return
-        seconds = sent / (SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS)
-        waited = "no audio" if first_audio is None else f"first audio {first_audio:.3f}s after the request"
+        seconds = response.sent / (SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS)
+        waited = (
+            "no audio"
+            if response.first_audio is None
+            else f"first audio {response.first_audio:.3f}s after the request"
+        )
         _LOGGER.info(
             "%s %s (%s): %s, %.2fs audio sent in %.2fs",
             self._client,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -15,8 +14,9 @@ from wyoming.server import AsyncServer
 from wyoming.zeroconf import HomeAssistantZeroconf
 
 from .. import __version__
-from ..engine import Engine, ReplyOptions, Variant
+from ..engine import Engine, Variant
 from ..engine.loader import ISO_LANGUAGES
+from ..settings import SpeechDefaults, WyomingSettings
 from .wyoming_handler import Connections, HandlerSettings, WyomingHandler
 from .wyoming_reader import ReadLimits
 
@@ -28,33 +28,31 @@ _MAX_PAYLOAD_BYTES = 1 << 20
 _DATA_SLACK_BYTES = 1 << 16
 
 
-async def serve_wyoming(engine: Engine, uri: str, args: argparse.Namespace) -> None:
-    """Serve Wyoming on `uri` until cancelled."""
+async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, speech: SpeechDefaults) -> None:
+    """Serve Wyoming on `uri` (one of `settings.uris`) until cancelled."""
     parsed = urlparse(uri)
     if parsed.scheme not in ("tcp", "unix"):
         raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
-    settings = HandlerSettings(
+    handler_settings = HandlerSettings(
         info=build_info(engine).event(),
-        reply_options=ReplyOptions(
-            seed=args.seed, sentence_pause=args.sentence_silence, lead_in=args.lead_in
-        ),
+        speech=speech,
         # the longest allowed text, even with every character JSON-escaped as a surrogate pair
-        limits=ReadLimits(_DATA_SLACK_BYTES + 12 * args.max_text_chars, _MAX_PAYLOAD_BYTES),
+        limits=ReadLimits(_DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES),
     )
     server = AsyncServer.from_uri(uri)
-    connections = Connections(args.max_connections)
-    await server.start(partial(WyomingHandler, engine, settings, connections))
-    _LOGGER.info("Serving Wyoming on %s (at most %d connections)", uri, args.max_connections)
-    zeroconf: HomeAssistantZeroconf | None = None
+    connections = Connections(settings.max_connections)
+    await server.start(partial(WyomingHandler, engine, handler_settings, connections))
+    _LOGGER.info("Serving Wyoming on %s (at most %d connections)", uri, settings.max_connections)
+    zeroconf: ZeroconfAdvertisement | None = None
     try:
-        if args.zeroconf and parsed.scheme == "tcp" and uri == _first_tcp_uri(args.uri):
-            zeroconf = await advertise(args.zeroconf, parsed.hostname or "", parsed.port or 0)
+        if settings.zeroconf is not None and uri == settings.zeroconf_uri:
+            zeroconf = await advertise(settings.zeroconf, parsed.hostname or "", parsed.port or 0)
         await asyncio.Event().wait()
     finally:
         await connections.shut_down()
         await server.stop()
         if zeroconf is not None:
-            await _close(zeroconf)
+            await zeroconf.close()
 
 
 def build_info(engine: Engine) -> Info:
@@ -84,16 +82,16 @@ def build_info(engine: Engine) -> Info:
     return Info(tts=[program])
 
 
-async def advertise(name: str, hostname: str, port: int) -> HomeAssistantZeroconf | None:
+async def advertise(name: str, hostname: str, port: int) -> ZeroconfAdvertisement | None:
     """Register `_wyoming._tcp` for Home Assistant; failures are warnings, not fatal."""
     host = _advertised_host(hostname)
-    zeroconf: HomeAssistantZeroconf | None = None
+    zeroconf: ZeroconfAdvertisement | None = None
     try:
-        zeroconf = HomeAssistantZeroconf(port=port, name=name, host=host)
+        zeroconf = ZeroconfAdvertisement(port=port, name=name, host=host)
         await zeroconf.register_server()
     except Exception as err:
         if zeroconf is not None:
-            await _close(zeroconf)
+            await zeroconf.close()
         _LOGGER.warning(
             "Zeroconf: could not advertise '%s' on the network (%s: %s); "
             "add the server in Home Assistant by host and port instead",
@@ -106,10 +104,13 @@ async def advertise(name: str, hostname: str, port: int) -> HomeAssistantZerocon
     return zeroconf
 
 
-async def _close(zeroconf: HomeAssistantZeroconf) -> None:
-    """Unregister and stop zeroconf (the wyoming class has no public way to)."""
-    with contextlib.suppress(Exception):
-        await zeroconf._aiozc.async_close()
+class ZeroconfAdvertisement(HomeAssistantZeroconf):
+    """wyoming's zeroconf advertiser, with the way to stop that it lacks."""
+
+    async def close(self) -> None:
+        """Unregister the service and close the mDNS sockets; errors are ignored."""
+        with contextlib.suppress(Exception):
+            await self._aiozc.async_close()
 
 
 def _advertised_host(hostname: str) -> str | None:
@@ -127,10 +128,6 @@ def _advertised_host(hostname: str) -> str | None:
             hostname,
         )
     return hostname
-
-
-def _first_tcp_uri(uris: list[str]) -> str | None:
-    return next((uri for uri in uris if urlparse(uri).scheme == "tcp"), None)
 
 
 def _language_code(name: str) -> str:
