@@ -202,8 +202,7 @@ class WyomingHandler(AsyncEventHandler):
                 seed=defaults.seed,
                 sentence_pause=defaults.sentence_pause,
                 lead_in=defaults.lead_in,
-            ),
-            asynchronous=True,
+            )
         )
 
     # ---- answers ----
