@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio.pcm import pcm16_to_float
 from ..errors import InvalidRequestError
 
 DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
@@ -157,6 +158,11 @@ class AudioChunk:
     frames: int
     """Codec frames decoded into this chunk (0 for inserted silence)."""
     compute_seconds: float
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The chunk as float32 samples in [-1, 1]."""
+        return pcm16_to_float(self.pcm)
 
 
 @dataclass(frozen=True)
