@@ -86,6 +86,7 @@ class EngineOptions(TypedDict, total=False):
     ref_text: str
 
 
+MODEL_ENV = "MLX_SPEECHD_MODEL"
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
@@ -122,8 +123,13 @@ class Audio:
         return target
 
 
-def load(model: str | os.PathLike[str] = DEFAULT_MODEL, **options: Unpack[EngineOptions]) -> TTS:
-    """Load a Qwen3-TTS model (hub id or local folder) and warm it up; close the result when done."""
+def load(model: str | os.PathLike[str] | None = None, **options: Unpack[EngineOptions]) -> TTS:
+    """Load a Qwen3-TTS model (hub id or local folder) and warm it up; close the result when done.
+
+    Without `model`: `$MLX_SPEECHD_MODEL` if set (as for the command line), else `DEFAULT_MODEL`.
+    """
+    if model is None:
+        model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     return TTS(engine_config(model, options))
 
 
