@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +133,32 @@ def test_seed_gives_reproducible_audio(engine: Engine) -> None:
     other = _speak(engine, "Same seed, same audio.", seed=8)
     assert first == second
     assert first != other
+
+
+def test_one_reply_handle_iterates_sync_or_async(engine: Engine) -> None:
+    """Created outside any event loop, a reply can still be read with `async for`."""
+    sync_pcm = _speak(engine, "Either way works.", seed=11)
+    reply = engine.reply(ReplyOptions(seed=11))
+    reply.speak("Either way works.")
+    reply.finish()
+
+    async def read() -> bytes:
+        return b"".join([chunk.pcm async for chunk in reply])
+
+    assert asyncio.run(read()) == sync_pcm
+    assert reply.stats is not None and reply.stats.finish_reason == "frame-cap"
+
+
+def test_leaving_the_loop_early_cancels_the_reply(engine: Engine) -> None:
+    reply = engine.reply()
+    reply.speak(LONG_TEXT)
+    reply.finish()
+    for _ in reply:
+        break
+    assert reply.cancelled
+    assert len(_speak(engine, "Next one.")) > 0
+    assert reply.stats is not None and reply.stats.finish_reason == "cancelled"
+    assert reply.stats.frames < 60
 
 
 def test_cancel_stops_within_a_frame_and_frees_the_engine(engine: Engine) -> None:
