@@ -48,7 +48,6 @@ class Engine:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._thread_main, name="mlx-engine", daemon=True)
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
-        self._model: Qwen3Model | None = None
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
