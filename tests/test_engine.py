@@ -112,6 +112,14 @@ def test_sliding_window_keeps_long_utterances_equal_to_windowed_reference(
     streamed = np.concatenate([np.array(decoder.step(codes[:, :, i : i + 7])) for i in range(0, 100, 7)])
     reference = np.array(decode_reference(model.decoder, codes, info.decoder_window))
     np.testing.assert_allclose(streamed, reference, atol=2e-4)
+    # The KV cache holds the window less one frame; a copy of the decoder has its own state.
+    assert decoder.cache_bytes > 0
+    first = decoder.cache_bytes
+    mx.eval(decoder.step(codes[:, :, :7]))
+    assert decoder.cache_bytes == first
+    copied = StreamingDecoder(model.decoder.copy(), info.decoder_window)
+    again = np.concatenate([np.array(copied.step(codes[:, :, i : i + 10])) for i in range(0, 100, 10)])
+    np.testing.assert_allclose(again, reference, atol=2e-4)
     # Past 72 frames the window matters: an unbounded decode is measurably different audio.
     seam_error = np.abs(streamed - reference).max()
     unbounded = np.array(decode_reference(model.decoder, codes, None))

@@ -71,6 +71,12 @@ class CodecDecoder:
     def transformer_layers(self) -> int:
         return len(self._decoder.pre_transformer.layers)
 
+    def copy(self) -> CodecDecoder:
+        """A second decoder with the same weights and its own streaming state."""
+        other = type(self._decoder)(self._decoder.config)
+        other.update(self._decoder.parameters())
+        return CodecDecoder(other)
+
     def reset(self) -> None:
         """Forget the convolution state of the previous utterance."""
         self._decoder.reset_streaming_state()

@@ -68,6 +68,15 @@ class StreamingDecoder:
         self._decoder.reset()
         self._caches = [_WindowCache(self.window) for _ in range(self._decoder.transformer_layers)]
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the transformer's KV cache (bounded by the window)."""
+        return sum(
+            c.keys.nbytes + c.values.nbytes
+            for c in self._caches
+            if c.keys is not None and c.values is not None
+        )
+
     def step(self, codes: mx.array) -> mx.array:
         """Decode new frames `codes` [1, groups, n] into n * upsample samples (lazy)."""
         hidden = self._decoder.embed(codes, streaming=True)
