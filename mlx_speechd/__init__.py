@@ -1,3 +1,43 @@
-"""mlx-speechd: a local streaming text-to-speech daemon for Qwen3-TTS on MLX."""
+"""mlx-speechd: local streaming text-to-speech with Qwen3-TTS on MLX.
+
+As a library::
+
+    import mlx_speechd
+    with mlx_speechd.load() as tts:
+        tts.generate("Hello there.", voice="ryan").save("hello.wav")
+
+See docs/python.md. The daemon and command line are `mlx-speechd --help`.
+"""
 
 __version__ = "0.1.0"
+
+from .api import TTS, Audio, AudioChunk, EngineOptions, SpeechOptions, SynthesisStats, load
+from .errors import (
+    EngineClosedError,
+    EngineFailure,
+    InvalidRequestError,
+    ModelLoadError,
+    ProtocolError,
+    SpeechdError,
+    TextTooLongError,
+    UnknownVoiceError,
+)
+
+__all__ = [
+    "TTS",
+    "Audio",
+    "AudioChunk",
+    "EngineClosedError",
+    "EngineFailure",
+    "EngineOptions",
+    "InvalidRequestError",
+    "ModelLoadError",
+    "ProtocolError",
+    "SpeechOptions",
+    "SpeechdError",
+    "SynthesisStats",
+    "TextTooLongError",
+    "UnknownVoiceError",
+    "__version__",
+    "load",
+]

@@ -1,9 +1,10 @@
-"""The docs can't rot: shell blocks run or are listed with a reason; the options reference is generated.
+"""The docs can't rot: code blocks run or are listed with a reason; the options reference is generated.
 
 Conventions (docs/README.md explains them to writers):
-- A fenced block whose info string is a shell language and the word `runnable` (```` ```sh runnable ````)
-  is run: all runnable blocks of one file in order, in one fresh folder, with `bash -euo pipefail`.
-- Every other shell block is listed in NOT_RUN below with the reason it can't run here.
+- A fenced block whose info string is a shell language or `python` and the word `runnable`
+  (```` ```sh runnable ````, ```` ```python runnable ````) is run: all runnable blocks of one file in
+  order, in one fresh folder, shell with `bash -euo pipefail`, Python with the project's interpreter.
+- Every other shell or Python block is listed in NOT_RUN below with the reason it can't run here.
 - Every fence names its language (```` ```text ```` for output), so no command hides in a bare fence.
 
 `python tests/test_docs.py` rewrites the generated options reference in docs/configuration.md.
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CI_RUN = ROOT / ".ci" / "run"
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console", "zsh"}
+RUN_LANGUAGES = SHELL_LANGUAGES | {"python"}
 BLOCK_TIMEOUT = 300.0
 """Only catches hangs: the slowest runnable block takes well under a minute."""
 
@@ -83,6 +85,9 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ),
     ("docs/service.md", "/opt/mlx-speechd/bin/mlx-speechd check"): "needs the installed systemd service",
     ("docs/service.md", "sudo systemctl restart mlx-speechd"): "needs root and systemd as PID 1",
+    ("docs/python.md", "# a hub repository id (downloaded on first use) or the path of a model folder"): (
+        "downloads the real model; tests/test_api.py runs the same calls on a test model"
+    ),
     ("docs/troubleshooting.md", "journalctl -u mlx-speechd -e             # systemd"): (
         "needs the installed service (systemd or launchd)"
     ),
@@ -104,12 +109,13 @@ class Block:
         return self.info.split()[0] if self.info else ""
 
     @property
-    def shell(self) -> bool:
-        return self.language in SHELL_LANGUAGES
+    def checked(self) -> bool:
+        """A block that must run or be listed in NOT_RUN."""
+        return self.language in RUN_LANGUAGES
 
     @property
     def runnable(self) -> bool:
-        return self.shell and "runnable" in self.info.split()[1:]
+        return self.checked and "runnable" in self.info.split()[1:]
 
     @property
     def key(self) -> tuple[str, str]:
@@ -136,7 +142,7 @@ def fenced_blocks(path: Path) -> list[Block]:
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not re.fullmatch(rf"\s*{re.escape(fence[0])}{{{len(fence)},}}\s*", lines[j]):
-            body.append(lines[j][indent:] if lines[j][:indent].isspace() else lines[j].lstrip())
+            body.append(lines[j][indent:] if not lines[j][:indent].strip() else lines[j].lstrip())
             j += 1
         rel = path.relative_to(ROOT).as_posix()
         blocks.append(Block(rel, i + 1, opening["info"].strip(), "\n".join(body) + "\n"))
@@ -159,14 +165,14 @@ def test_every_fence_names_its_language() -> None:
     )
 
 
-def test_every_shell_block_is_run_or_listed() -> None:
+def test_every_shell_and_python_block_is_run_or_listed() -> None:
     problems = []
-    keys = [block.key for block in ALL_BLOCKS if block.shell]
+    keys = [block.key for block in ALL_BLOCKS if block.checked]
     for block in ALL_BLOCKS:
-        if not block.shell:
+        if not block.checked:
             continue
-        if keys.count(block.key) > 1:
-            problems.append(f"{block.where()}: another shell block in that file starts with the same line")
+        if not block.runnable and keys.count(block.key) > 1:
+            problems.append(f"{block.where()}: another checked block in that file starts with the same line")
         if block.runnable and block.key in NOT_RUN:
             problems.append(
                 f"{block.where()}: marked runnable, so remove it from NOT_RUN in tests/test_docs.py"
@@ -216,12 +222,14 @@ def doc_folder(tmp_path: Path, tiny_custom_voice: Path) -> tuple[Path, dict[str,
 
 
 def run_block(block: Block, folder: Path, env: dict[str, str]) -> None:
-    """Run one block with bash; kill whatever it left running in the background."""
+    """Run one block with bash (or Python); kill whatever it left running in the background."""
     stdout, stderr = folder.parent / "stdout.txt", folder.parent / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         # files, not pipes: a background process would hold a pipe open past the block's end
         process = subprocess.Popen(
-            ["bash", "-e", "-u", "-o", "pipefail", "-c", block.text],
+            [sys.executable, "-c", block.text]
+            if block.language == "python"
+            else ["bash", "-e", "-u", "-o", "pipefail", "-c", block.text],
             cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from mlx_speechd.engine import (
     UnknownVoiceError,
     VoiceSettings,
 )
-from mlx_speechd.engine.decoder import StreamingDecoder, decode_reference, raw_decoder
+from mlx_speechd.engine.decoder import StreamingDecoder, decode_reference
 from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
 from mlx_speechd.engine.guards import RunawayGuard, frame_cap, repeating_period
 from mlx_speechd.engine.loader import load_model
@@ -73,18 +74,31 @@ def test_chunks_stream_before_generation_ends(engine: Engine) -> None:
 def test_streamed_audio_equals_one_shot_decode(tiny_custom_voice: Path) -> None:
     """Seams: the concatenated chunks are the same audio as decoding all codes at once."""
     model, info = load_model(str(tiny_custom_voice))
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     settings = GenerationSettings(ChunkSchedule(2, 5), GuardSettings(), CachePolicy.CHUNK, 0)
     utt = Utterance("Seams must not click.", "ryan", "auto", None, None, None)
     mx.random.seed(3)
-    chunks = list(generate_utterance(model, info, decoder, utt, settings, lambda: False, max_frames=40))
+    observed: list[np.ndarray] = []
+    chunks = list(
+        generate_utterance(
+            model,
+            info,
+            decoder,
+            utt,
+            settings,
+            lambda: False,
+            max_frames=40,
+            on_frames=lambda codes: observed.append(np.array(codes[0])),
+        )
+    )
     streamed = np.concatenate([c.audio for c in chunks])
-    codes = np.concatenate([c.codes for c in chunks if c.frames], axis=1)
-    assert codes.shape[1] == 40 and streamed.shape == (40 * FRAME_SAMPLES,)
-    reference = decode_reference(raw_decoder(model), mx.array(codes)[None], info.decoder_window)
+    codes = np.concatenate(observed, axis=1)
+    assert [o.shape[1] for o in observed] == [c.frames for c in chunks if c.frames]
+    assert codes.shape == (16, 40) and streamed.shape == (40 * FRAME_SAMPLES,)
+    reference = decode_reference(model.decoder, mx.array(codes)[None], info.decoder_window)
     np.testing.assert_allclose(streamed, np.array(reference), atol=2e-4)
     # Within the 72-frame window this is also exactly mlx-audio's own one-shot decoder.
-    upstream = raw_decoder(model)(mx.array(codes)[None])[0, 0]
+    upstream = model.decoder.decode_upstream(mx.array(codes)[None])
     np.testing.assert_allclose(streamed, np.array(upstream), atol=2e-4)
 
 
@@ -93,14 +107,22 @@ def test_sliding_window_keeps_long_utterances_equal_to_windowed_reference(
 ) -> None:
     model, info = load_model(str(tiny_custom_voice))
     assert info.decoder_window == 72
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     codes = mx.random.randint(0, 200, (1, 16, 100))
     streamed = np.concatenate([np.array(decoder.step(codes[:, :, i : i + 7])) for i in range(0, 100, 7)])
-    reference = np.array(decode_reference(raw_decoder(model), codes, info.decoder_window))
+    reference = np.array(decode_reference(model.decoder, codes, info.decoder_window))
     np.testing.assert_allclose(streamed, reference, atol=2e-4)
+    # The KV cache holds the window less one frame; a copy of the decoder has its own state.
+    assert decoder.cache_bytes > 0
+    first = decoder.cache_bytes
+    mx.eval(decoder.step(codes[:, :, :7]))
+    assert decoder.cache_bytes == first
+    copied = StreamingDecoder(model.decoder.copy(), info.decoder_window)
+    again = np.concatenate([np.array(copied.step(codes[:, :, i : i + 10])) for i in range(0, 100, 10)])
+    np.testing.assert_allclose(again, reference, atol=2e-4)
     # Past 72 frames the window matters: an unbounded decode is measurably different audio.
     seam_error = np.abs(streamed - reference).max()
-    unbounded = np.array(decode_reference(raw_decoder(model), codes, None))
+    unbounded = np.array(decode_reference(model.decoder, codes, None))
     window_effect = np.abs(unbounded[72 * FRAME_SAMPLES :] - reference[72 * FRAME_SAMPLES :]).max()
     assert np.abs(unbounded[: 72 * FRAME_SAMPLES] - reference[: 72 * FRAME_SAMPLES]).max() <= 2e-4
     assert window_effect > 10 * seam_error
@@ -119,6 +141,32 @@ def test_seed_gives_reproducible_audio(engine: Engine) -> None:
     other = _speak(engine, "Same seed, same audio.", seed=8)
     assert first == second
     assert first != other
+
+
+def test_one_reply_handle_iterates_sync_or_async(engine: Engine) -> None:
+    """Created outside any event loop, a reply can still be read with `async for`."""
+    sync_pcm = _speak(engine, "Either way works.", seed=11)
+    reply = engine.reply(ReplyOptions(seed=11))
+    reply.speak("Either way works.")
+    reply.finish()
+
+    async def read() -> bytes:
+        return b"".join([chunk.pcm async for chunk in reply])
+
+    assert asyncio.run(read()) == sync_pcm
+    assert reply.stats is not None and reply.stats.finish_reason == "frame-cap"
+
+
+def test_leaving_the_loop_early_cancels_the_reply(engine: Engine) -> None:
+    reply = engine.reply()
+    reply.speak(LONG_TEXT)
+    reply.finish()
+    for _ in reply:
+        break
+    assert reply.cancelled
+    assert len(_speak(engine, "Next one.")) > 0
+    assert reply.stats is not None and reply.stats.finish_reason == "cancelled"
+    assert reply.stats.frames < 60
 
 
 def test_cancel_stops_within_a_frame_and_frees_the_engine(engine: Engine) -> None:
@@ -225,8 +273,9 @@ def test_repetition_guard_ends_the_utterance(tiny_custom_voice: Path) -> None:
         reply.finish()
         list(reply)
         assert reply.stats is not None
-        # With a 3-frame window even random tokens loop soon (a 1-period needs 3 equal tokens);
-        # either way generation ended long before the cap.
+        # With a 3-frame window random tokens soon loop (a 1-period needs 3 equal tokens),
+        # long before the frame cap.
+        assert reply.stats.finish_reason.startswith("repetition (the last 3 frames loop every 1)")
         assert reply.stats.frames < frame_cap(LONG_TEXT, GuardSettings(), 2048)
     finally:
         engine.close()
@@ -294,9 +343,9 @@ def test_same_audio_as_mlx_audio_generate_for_the_same_seed(tiny_custom_voice: P
     model, info = load_model(str(tiny_custom_voice))
     mx.random.seed(5)
     upstream = np.concatenate(
-        [np.array(r.audio) for r in model.generate("Hello there.", voice="ryan", max_tokens=30)]
+        [np.array(r.audio) for r in model.module.generate("Hello there.", voice="ryan", max_tokens=30)]
     )
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     settings = GenerationSettings(ChunkSchedule(), GuardSettings(), CachePolicy.CHUNK, 0)
     utt = Utterance("Hello there.", "ryan", "auto", None, None, None)
     mx.random.seed(5)

@@ -1,24 +1,27 @@
 """The synthesis engine: model loading, streaming generation, and the single MLX thread."""
 
+from ..errors import (
+    EngineClosedError,
+    EngineFailure,
+    InvalidRequestError,
+    ModelLoadError,
+    SpeechdError,
+    TextTooLongError,
+    UnknownVoiceError,
+)
 from .engine import Engine
-from .loader import ModelInfo
 from .reply import Reply
 from .types import (
     DEFAULT_MODEL,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
-    EngineClosedError,
     EngineConfig,
-    EngineFailure,
     GuardSettings,
-    InvalidRequestError,
-    ModelLoadError,
+    ModelInfo,
+    ReferenceAudio,
     ReplyOptions,
-    SpeechdError,
     SynthesisStats,
-    TextTooLongError,
-    UnknownVoiceError,
     Variant,
     VoiceSettings,
 )
@@ -36,6 +39,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelInfo",
     "ModelLoadError",
+    "ReferenceAudio",
     "Reply",
     "ReplyOptions",
     "SpeechdError",

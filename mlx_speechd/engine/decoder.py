@@ -10,9 +10,9 @@ sliding-window mask) up to float rounding.
 
 from __future__ import annotations
 
-from typing import Any
-
 import mlx.core as mx
+
+from .adapter import CodecDecoder
 
 
 def window_mask(queries: int, cached: int, window: int | None, dtype: mx.Dtype = mx.float32) -> mx.array:
@@ -53,52 +53,40 @@ class _WindowCache:
         return keys, values
 
 
-def raw_decoder(model: Any) -> Any:
-    """The codec decoder module itself (mlx-audio wraps it in `mx.compile` after loading)."""
-    decoder = model.speech_tokenizer.decoder
-    return getattr(decoder.streaming_step, "__self__", decoder)
-
-
 class StreamingDecoder:
     """Turns codec frames into audio chunk by chunk, keeping the state between chunks."""
 
-    def __init__(self, decoder: Any, window: int | None) -> None:
+    def __init__(self, decoder: CodecDecoder, window: int | None) -> None:
         self._decoder = decoder
         self.window = window
-        self.upsample = int(decoder.total_upsample)
+        self.upsample = decoder.total_upsample
         self._caches: list[_WindowCache] = []
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous utterance."""
-        self._decoder.reset_streaming_state()
-        self._caches = [_WindowCache(self.window) for _ in self._decoder.pre_transformer.layers]
+        self._decoder.reset()
+        self._caches = [_WindowCache(self.window) for _ in range(self._decoder.transformer_layers)]
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the transformer's KV cache (bounded by the window)."""
+        return sum(
+            c.keys.nbytes + c.values.nbytes
+            for c in self._caches
+            if c.keys is not None and c.values is not None
+        )
 
     def step(self, codes: mx.array) -> mx.array:
         """Decode new frames `codes` [1, groups, n] into n * upsample samples (lazy)."""
-        dec = self._decoder
-        hidden = dec.quantizer.decode(codes).transpose(0, 2, 1)
-        hidden = dec.pre_conv.step(hidden)
+        hidden = self._decoder.embed(codes, streaming=True)
         mask = window_mask(hidden.shape[1], self._caches[0].cached, self.window, hidden.dtype)
-        hidden = dec.pre_transformer(hidden, mask=mask, cache=self._caches)
-        for transpose_conv, convnext in dec.upsample:
-            hidden = convnext.step(transpose_conv(hidden))
-        wav = dec.decoder[0].step(hidden)
-        for block in dec.decoder[1:-2]:
-            wav = block.step(wav)
-        wav = dec.decoder[-1].step(dec.decoder[-2](wav))
-        return mx.clip(wav[0, :, 0], -1.0, 1.0)
+        hidden = self._decoder.transform(hidden, mask, self._caches)
+        return self._decoder.synthesize(hidden, streaming=True)
 
 
-def decode_reference(decoder: Any, codes: mx.array, window: int | None) -> mx.array:
+def decode_reference(decoder: CodecDecoder, codes: mx.array, window: int | None) -> mx.array:
     """Decode all of `codes` [1, groups, n] in one pass, with the sliding-window mask."""
-    hidden = decoder.quantizer.decode(codes).transpose(0, 2, 1)
-    hidden = decoder.pre_conv(hidden)
+    hidden = decoder.embed(codes, streaming=False)
     mask = window_mask(hidden.shape[1], 0, window, hidden.dtype)
-    hidden = decoder.pre_transformer(hidden, mask=mask)
-    for transpose_conv, convnext in decoder.upsample:
-        hidden = convnext(transpose_conv(hidden))
-    wav = hidden
-    for layer in decoder.decoder:
-        wav = layer(wav)
-    return mx.clip(wav[0, :, 0], -1.0, 1.0)
+    return decoder.synthesize(decoder.transform(hidden, mask), streaming=False)

@@ -7,27 +7,20 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
-from .decoder import StreamingDecoder, raw_decoder
+from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
+from .adapter import Qwen3Model
+from .decoder import StreamingDecoder
 from .generation import GenerationSettings, Utterance, generate_utterance
-from .loader import ISO_LANGUAGES, ModelInfo, load_model
+from .job import Job
+from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
-from .types import (
-    EngineClosedError,
-    EngineConfig,
-    EngineFailure,
-    InvalidRequestError,
-    ReplyOptions,
-    SpeechdError,
-    UnknownVoiceError,
-    Variant,
-    VoiceSettings,
-)
+from .types import EngineConfig, ModelInfo, ReferenceAudio, ReplyOptions, Variant, VoiceSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,8 +38,8 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._cond = threading.Condition()
-        self._runnable: deque[Reply] = deque()
-        self._replies: set[Reply] = set()
+        self._runnable: deque[Job] = deque()
+        self._jobs: set[Job] = set()
         self._closing = False
         self._next_id = 1
         self._ready = threading.Event()
@@ -73,14 +66,14 @@ class Engine:
         """Cancel everything and stop the engine thread."""
         with self._cond:
             self._closing = True
-            replies = list(self._replies)
+            jobs = list(self._jobs)
             self._cond.notify_all()
-        for reply in replies:
-            reply.cancel()
+        for job in jobs:
+            job.cancel()
         if self._thread.is_alive():
             self._stopped.wait(timeout=10)
-        for reply in replies:
-            self._end(reply, EngineClosedError("the engine is shutting down"))
+        for job in jobs:
+            self._end(job, EngineClosedError("the engine is shutting down"))
 
     @property
     def info(self) -> ModelInfo:
@@ -97,8 +90,9 @@ class Engine:
         return (self._own_voice_name(),)
 
     def _own_voice_name(self) -> str:
-        if self.info.variant is Variant.BASE and self.config.voice.ref_audio:
-            return Path(self.config.voice.ref_audio).stem
+        ref = self.config.voice.ref_audio
+        if self.info.variant is Variant.BASE and ref:
+            return ref.name if isinstance(ref, ReferenceAudio) else Path(ref).stem
         return "designed" if self.info.variant is Variant.VOICE_DESIGN else "default"
 
     @property
@@ -110,8 +104,8 @@ class Engine:
         return "ryan" if "ryan" in self.voices else self.voices[0]
 
     # ---- replies ----
-    def reply(self, options: ReplyOptions | None = None, *, asynchronous: bool = False) -> Reply:
-        """Start a reply; validates its voice now (raises SpeechdError)."""
+    def reply(self, options: ReplyOptions | None = None) -> Reply:
+        """Start a reply (iterate it with `for` or `async for`); checks its voice now (SpeechdError)."""
         options = options or ReplyOptions()
         options = ReplyOptions(
             voice=self.resolve_voice(options.voice),
@@ -119,19 +113,18 @@ class Engine:
             sentence_pause=max(0.0, options.sentence_pause),
             lead_in=max(0.0, options.lead_in),
         )
-        loop = asyncio.get_running_loop() if asynchronous else None
         with self._cond:
             if self._closing:
                 raise EngineClosedError("the engine is shutting down")
-            reply = Reply(self._next_id, options, self.config.max_text_chars, self._wake, loop)
+            job = Job(self._next_id, options, self._wake)
             self._next_id += 1
-            self._replies.add(reply)
-        return reply
+            self._jobs.add(job)
+        return Reply(job, self.config.max_text_chars)
 
-    def _wake(self, reply: Reply) -> None:
+    def _wake(self, job: Job) -> None:
         with self._cond:
-            if reply in self._replies and reply not in self._runnable:
-                self._runnable.append(reply)
+            if job in self._jobs and job not in self._runnable:
+                self._runnable.append(job)
             self._cond.notify_all()
 
     def resolve_voice(self, requested: VoiceSettings) -> VoiceSettings:
@@ -158,7 +151,7 @@ class Engine:
                 "This is a Base (voice cloning) model: give reference audio (--ref-audio) and "
                 "its transcript (--ref-text)"
             )
-        if not Path(voice.ref_audio).expanduser().is_file():
+        if isinstance(voice.ref_audio, str) and not Path(voice.ref_audio).expanduser().is_file():
             raise InvalidRequestError(f"Reference audio '{voice.ref_audio}' does not exist")
         return VoiceSettings(language=language, ref_audio=voice.ref_audio, ref_text=voice.ref_text or None)
 
@@ -175,35 +168,43 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            model, self._info = load_model(self.config.model)
-            window = self.config.decoder_window or self._info.decoder_window
-            decoder = StreamingDecoder(raw_decoder(model), window)
-            settings = GenerationSettings(
-                self.config.schedule,
-                self.config.guards,
-                self.config.cache_policy,
-                self.config.cache_limit_mb * 1024 * 1024,
-            )
-            _LOGGER.info(
-                "Loaded %s (%s, %s), voices: %s",
-                self.config.model,
-                self._info.variant,
-                self._info.size,
-                ", ".join(self.voices),
-            )
-            self._check_default_voice()
-            if self.config.warmup:
-                self._warm_up(model, decoder, settings)
+            runtime = self._load()
         except BaseException as err:  # reported to start()'s caller
             self._startup_error = err
             self._ready.set()
             return
         self._ready.set()
-        while (reply := self._take()) is not None:
-            self._serve_one(model, decoder, settings, reply)
+        while (job := self._take()) is not None:
+            self._serve_one(runtime, job)
+        self._ref_audio.clear()
 
-    def _take(self) -> Reply | None:
-        """Wait for the next reply with work (or one that can end); None when closing."""
+    def _load(self) -> _Runtime:
+        model, self._info = load_model(self.config.model)
+        window = self.config.decoder_window or self._info.decoder_window
+        runtime = _Runtime(
+            model,
+            StreamingDecoder(model.decoder, window),
+            GenerationSettings(
+                self.config.schedule,
+                self.config.guards,
+                self.config.cache_policy,
+                self.config.cache_limit_mb * 1024 * 1024,
+            ),
+        )
+        _LOGGER.info(
+            "Loaded %s (%s, %s), voices: %s",
+            self.config.model,
+            self._info.variant,
+            self._info.size,
+            ", ".join(self.voices),
+        )
+        self._check_default_voice()
+        if self.config.warmup:
+            self._warm_up(runtime)
+        return runtime
+
+    def _take(self) -> Job | None:
+        """Wait for the next job with work (or one that can end); None when closing."""
         with self._cond:
             while True:
                 if self._closing:
@@ -212,80 +213,75 @@ class Engine:
                     return self._runnable.popleft()
                 self._cond.wait()
 
-    def _serve_one(
-        self, model: Any, decoder: StreamingDecoder, settings: GenerationSettings, reply: Reply
-    ) -> None:
-        item = reply._next_sentence()
-        if item is not None and not reply.cancelled:
+    def _serve_one(self, runtime: _Runtime, job: Job) -> None:
+        item = job.next_sentence()
+        if item is not None and not job.cancelled:
             try:
-                self._speak(model, decoder, settings, reply, *item)
+                self._speak(runtime, job, *item)
             except SpeechdError as err:
-                self._end(reply, err)
+                self._end(job, err)
                 return
             except Exception as err:
-                _LOGGER.exception("Synthesis failed for reply %d", reply.id)
-                self._end(reply, EngineFailure(f"synthesis failed: {err}"))
+                _LOGGER.exception("Synthesis failed for reply %d", job.id)
+                self._end(job, EngineFailure(f"synthesis failed: {err}"))
                 return
-        if reply._has_pending():
-            self._wake(reply)
-        elif reply._complete():
-            self._end(reply)
+        if job.has_pending():
+            self._wake(job)
+        elif job.complete():
+            self._end(job)
 
-    def _end(self, reply: Reply, error: SpeechdError | None = None) -> None:
+    def _end(self, job: Job, error: SpeechdError | None = None) -> None:
         with self._cond:
-            self._replies.discard(reply)
-        if reply._end(error) and reply.stats is not None:
-            _LOGGER.info("Reply %d: %s", reply.id, reply.stats.summary())
+            self._jobs.discard(job)
+        if job.end(error) and job.stats is not None:
+            _LOGGER.info("Reply %d: %s", job.id, job.stats.summary())
 
-    def _speak(
-        self,
-        model: Any,
-        decoder: StreamingDecoder,
-        settings: GenerationSettings,
-        reply: Reply,
-        index: int,
-        text: str,
-    ) -> None:
-        options = reply.options
+    def _speak(self, runtime: _Runtime, job: Job, index: int, text: str) -> None:
+        options = job.options
         if index == 0 and options.lead_in:
-            reply._emit(silence(options.lead_in), index, 0, 0.0)
+            job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
-            reply._emit(silence(options.sentence_pause), index, 0, 0.0)
+            job.emit(silence(options.sentence_pause), index, 0, 0.0)
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()
-        utterance = self._utterance(options.voice, text)
+        utterance = self._utterance(runtime.model, options.voice, text)
         reason = "cancelled"
         for chunk in generate_utterance(
-            model, self.info, decoder, utterance, settings, lambda: reply.cancelled or self._closing
+            runtime.model,
+            self.info,
+            runtime.decoder,
+            utterance,
+            runtime.settings,
+            lambda: job.cancelled or self._closing,
         ):
             if chunk.audio.size:
-                reply._emit(float_to_pcm16(chunk.audio), index, chunk.frames, chunk.compute_seconds)
-            reply._account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
+                job.emit(float_to_pcm16(chunk.audio), index, chunk.frames, chunk.compute_seconds)
+            job.account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
             reason = chunk.finish_reason or reason
-        reply._sentence_done(reason)
+        job.sentence_done(reason)
 
-    def _utterance(self, voice: VoiceSettings, text: str) -> Utterance:
+    def _utterance(self, model: Qwen3Model, voice: VoiceSettings, text: str) -> Utterance:
         return Utterance(
             text=text,
             speaker=voice.speaker,
             language=voice.language or "auto",
             instruct=voice.instruct,
-            ref_audio=self._load_ref_audio(voice.ref_audio) if voice.ref_audio else None,
+            ref_audio=self._load_ref_audio(model, voice.ref_audio) if voice.ref_audio else None,
             ref_text=voice.ref_text,
         )
 
-    def _load_ref_audio(self, path: str) -> mx.array:
-        if path in self._ref_audio:
-            self._ref_audio.move_to_end(path)
-            return self._ref_audio[path]
-        from mlx_audio.utils import load_audio
-
+    def _load_ref_audio(self, model: Qwen3Model, ref: str | ReferenceAudio) -> mx.array:
+        if isinstance(ref, ReferenceAudio):
+            return mx.array(ref.samples)  # made here, on the engine thread
+        if ref in self._ref_audio:
+            self._ref_audio.move_to_end(ref)
+            return self._ref_audio[ref]
         try:
-            audio = load_audio(str(Path(path).expanduser()), sample_rate=self.info.sample_rate)
+            audio = model.load_audio(str(Path(ref).expanduser()))
         except Exception as err:
-            raise InvalidRequestError(f"Cannot read reference audio '{path}': {err}") from err
-        self._ref_audio[path] = audio
+            raise InvalidRequestError(f"Cannot read reference audio '{ref}': {err}") from err
+        self._ref_audio[ref] = audio
         if len(self._ref_audio) > _REF_AUDIO_CACHE:
             self._ref_audio.popitem(last=False)
         return audio
@@ -299,26 +295,35 @@ class Engine:
                 raise
             _LOGGER.warning("%s; until then every request must bring its own reference audio", err)
 
-    def _warm_up(self, model: Any, decoder: StreamingDecoder, settings: GenerationSettings) -> None:
+    def _warm_up(self, runtime: _Runtime) -> None:
         """Compile kernels for the first-chunk and steady chunk shapes before serving."""
         started = time.perf_counter()
         try:
             voice = self.resolve_voice(VoiceSettings())
         except InvalidRequestError:  # a Base model without reference audio: warm up unconditioned
             voice = VoiceSettings(language="auto")
-        frames = settings.schedule.size(0) + settings.schedule.size(1)
+        frames = runtime.settings.schedule.size(0) + runtime.settings.schedule.size(1)
         for _ in generate_utterance(
-            model,
+            runtime.model,
             self.info,
-            decoder,
-            self._utterance(voice, "Hello."),
-            settings,
+            runtime.decoder,
+            self._utterance(runtime.model, voice, "Hello."),
+            runtime.settings,
             lambda: False,
             max_frames=frames,
         ):
             pass
         mx.clear_cache()
         _LOGGER.info("Warmed up in %.2fs", time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    """What the engine thread holds while serving: the model, its decoder, generation settings."""
+
+    model: Qwen3Model
+    decoder: StreamingDecoder
+    settings: GenerationSettings
 
 
 def normalize_language(language: str, supported: tuple[str, ...]) -> str:

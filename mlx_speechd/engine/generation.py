@@ -10,15 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import mlx.core as mx
 import numpy as np
 
+from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
 from .guards import RunawayGuard, frame_cap
-from .loader import ModelInfo
-from .types import CachePolicy, ChunkSchedule, GuardSettings
+from .types import CachePolicy, ChunkSchedule, GuardSettings, ModelInfo
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,8 +39,6 @@ class GeneratedChunk:
     """Audio for `frames` codec frames; `finish_reason` is set on the last chunk only."""
 
     audio: np.ndarray
-    codes: np.ndarray
-    """The codec frames decoded into `audio`, [groups, frames]."""
     frames: int
     compute_seconds: float
     finish_reason: str | None = None
@@ -55,133 +52,131 @@ class GenerationSettings:
     cache_limit_bytes: int
 
 
-def _prepare(model: Any, utt: Utterance) -> tuple[mx.array, mx.array, mx.array, mx.array | None]:
-    """Prefill embeddings, trailing text, pad embedding and (for cloning) reference codes."""
-    if utt.ref_audio is not None and utt.ref_text:
-        return model._prepare_icl_generation_inputs(
-            text=utt.text, ref_audio=utt.ref_audio, ref_text=utt.ref_text, language=utt.language
+FrameObserver = Callable[[mx.array], None]
+"""Called with each chunk's codes [1, groups, n] (lazy) just before they are decoded."""
+
+
+class _Frames:
+    """The talker and code predictor of one utterance, one codec frame per `next()`."""
+
+    def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
+        self._model = model
+        self._sampling = model.sampling(cloning=utt.ref_audio is not None and bool(utt.ref_text))
+        prompt = model.prepare(
+            utt.text,
+            language=utt.language,
+            speaker=utt.speaker,
+            instruct=utt.instruct,
+            ref_audio=utt.ref_audio,
+            ref_text=utt.ref_text,
         )
-    embeds, trailing, pad = model._prepare_generation_inputs(
-        text=utt.text,
-        language=utt.language,
-        speaker=utt.speaker,
-        ref_audio=utt.ref_audio,
-        instruct=utt.instruct,
-    )
-    return embeds, trailing, pad, None
+        decoder.reset()
+        if prompt.ref_codes is not None and decoder.window:
+            # Prime the decoder with the end of the reference so the clone continues it seamlessly.
+            mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+        self._embeds = prompt.embeds
+        self._trailing = prompt.trailing
+        self._pad = prompt.pad
+        self._caches = model.new_caches()
+        self._history: list[int] = []
+
+    def next(self) -> tuple[int, mx.array] | None:
+        """The next frame as (first-group token, all codes [1, groups]); None at EOS."""
+        model, step = self._model, len(self._history)
+        logits, hidden = model.talker_step(self._embeds, self._caches)
+        token = model.sample(logits, self._sampling, self._history)
+        is_eos = token[0, 0] == model.eos_token
+        code_tokens, all_codes = model.predict_codes(token, hidden, self._sampling, self._caches)
+        text_embed = self._trailing[:, step : step + 1, :] if step < self._trailing.shape[1] else self._pad
+        self._embeds = text_embed + model.codec_embeds(code_tokens)
+        mx.eval(self._embeds, is_eos, all_codes)
+        if is_eos.item():
+            return None
+        token_id = int(token[0, 0])
+        self._history.append(token_id)
+        return token_id, all_codes
 
 
 def generate_utterance(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     decoder: StreamingDecoder,
     utt: Utterance,
     settings: GenerationSettings,
     cancelled: Callable[[], bool],
     max_frames: int | None = None,
+    on_frames: FrameObserver | None = None,
 ) -> Iterator[GeneratedChunk]:
     """Generate `utt`, yielding audio chunks per the schedule until EOS, a guard, or cancel.
 
     Checks `cancelled` before every frame; a cancelled utterance just stops yielding.
     """
-    started = time.perf_counter()
-    talker_config = model.config.talker_config
-    sampling = model._resolve_generation_options(None, None, None, None, None)
-    if utt.ref_audio is not None and utt.ref_text:
-        sampling["repetition_penalty"] = max(sampling["repetition_penalty"], 1.5)
     cap = max_frames or frame_cap(utt.text, settings.guards, info.max_frames)
-    eos = talker_config.codec_eos_token_id
-    suppress = model._suppress_codec_tokens(eos)
+    frames = _Frames(model, decoder, utt)
     guard = RunawayGuard(settings.guards)
-
-    input_embeds, trailing, pad_embed, ref_codes = _prepare(model, utt)
-    decoder.reset()
-    if ref_codes is not None and decoder.window:
-        # Prime the decoder with the end of the reference so the clone continues it seamlessly.
-        mx.eval(decoder.step(ref_codes[:, :, -decoder.window :]))
-
-    cache = model.talker.make_cache()
-    code_cache = model.talker.code_predictor.make_cache()
-    history: list[int] = []
     pending: list[mx.array] = []
     chunk_index = 0
-    chunk_started = started
-    finish: str | None = None
-
-    for step in range(cap):
+    chunk_started = time.perf_counter()
+    finish = "frame-cap"
+    for _ in range(cap):
         if cancelled():
             return
-        logits, hidden = model.talker(input_embeds, cache=cache)
-        token = model._sample_token(
-            logits,
-            temperature=sampling["temperature"],
-            top_k=sampling["top_k"],
-            top_p=sampling["top_p"],
-            repetition_penalty=sampling["repetition_penalty"],
-            generated_tokens=history or None,
-            suppress_tokens=suppress,
-        )
-        is_eos = token[0, 0] == eos
-        code_tokens, all_codes = model._predict_code_tokens(
-            token,
-            hidden,
-            temperature=sampling["temperature"],
-            top_k=sampling["top_k"],
-            top_p=sampling["top_p"],
-            code_cache=code_cache,
-        )
-        text_embed = trailing[:, step : step + 1, :] if step < trailing.shape[1] else pad_embed
-        input_embeds = text_embed + model._codec_embeds_for_tokens(code_tokens)
-        mx.eval(input_embeds, is_eos, all_codes)
-        if is_eos.item():
+        frame = frames.next()
+        if frame is None:
             finish = "eos"
             break
-        token_id = int(token[0, 0])
-        history.append(token_id)
-        pending.append(all_codes)
-        finish = guard.add_token(token_id)
-        if finish:
+        pending.append(frame[1])
+        if reason := guard.add_token(frame[0]):
+            finish = reason
             break
         if len(pending) >= settings.schedule.size(chunk_index):
-            audio, codes = _decode(decoder, pending, settings)
+            audio = _decode(decoder, pending, settings, on_frames)
             now = time.perf_counter()
-            yield GeneratedChunk(audio, codes, len(pending), now - chunk_started)
+            yield GeneratedChunk(audio, len(pending), now - chunk_started)
             # Release the GIL for a moment: the thread that receives this chunk runs now rather
             # than when the next frame's graph building gives the GIL up (measured: up to 7 ms).
             time.sleep(0)
             chunk_index += 1
             chunk_started = now
             pending = []
-            finish = guard.add_audio(audio)
-            if finish:
+            if reason := guard.add_audio(audio):
+                finish = reason
                 break
-    else:
-        finish = "frame-cap"
-        _LOGGER.log(
-            logging.DEBUG if max_frames else logging.WARNING,
-            "Stopped after %d frames (the cap for %d characters of text): %r",
-            cap,
-            len(utt.text),
-            utt.text[:60],
-        )
-    if finish not in ("eos", "frame-cap"):
-        _LOGGER.warning("Ended an utterance early: %s: %r", finish, utt.text[:60])
+    _log_end(finish, utt.text, cap, quiet=max_frames is not None)
     if cancelled():
         return
-    audio, codes = _decode(decoder, pending, settings)
-    yield GeneratedChunk(audio, codes, len(pending), time.perf_counter() - chunk_started, finish)
+    audio = _decode(decoder, pending, settings, on_frames)
+    yield GeneratedChunk(audio, len(pending), time.perf_counter() - chunk_started, finish)
+
+
+def _log_end(finish: str, text: str, cap: int, *, quiet: bool) -> None:
+    if finish == "frame-cap":
+        _LOGGER.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "Stopped after %d frames (the cap for %d characters of text): %r",
+            cap,
+            len(text),
+            text[:60],
+        )
+    elif finish != "eos":
+        _LOGGER.warning("Ended an utterance early: %s: %r", finish, text[:60])
 
 
 def _decode(
-    decoder: StreamingDecoder, frames: list[mx.array], settings: GenerationSettings
-) -> tuple[np.ndarray, np.ndarray]:
+    decoder: StreamingDecoder,
+    frames: list[mx.array],
+    settings: GenerationSettings,
+    on_frames: FrameObserver | None,
+) -> np.ndarray:
     """Decode pending frames at a chunk boundary: eval, copy out, clear the cache per policy."""
     if not frames:
-        return np.zeros(0, np.float32), np.zeros((0, 0), np.int32)
+        return np.zeros(0, np.float32)
     codes = mx.stack(frames, axis=2)  # [1, groups, n]
+    if on_frames is not None:
+        on_frames(codes)
     audio = decoder.step(codes)
     mx.eval(audio)
-    result = np.array(audio, dtype=np.float32), np.array(codes[0], dtype=np.int32)
+    result = np.array(audio, dtype=np.float32)
     del audio, codes
     if settings.cache_policy is CachePolicy.CHUNK or (mx.get_cache_memory() > settings.cache_limit_bytes):
         mx.clear_cache()

@@ -1,4 +1,4 @@
-"""Find a Qwen3-TTS model (local folder or Hugging Face hub id) and load it with mlx-audio."""
+"""Find a Qwen3-TTS model (local folder or Hugging Face hub id) and load it through the adapter."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .types import ModelLoadError, Variant
+from ..errors import ModelLoadError
+from .adapter import Qwen3Model
+from .types import ModelInfo
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,22 +31,6 @@ ISO_LANGUAGES = {
     "fr": "french",
     "ru": "russian",
 }
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a loaded model can do; immutable, so any thread may read it."""
-
-    name: str
-    path: Path
-    variant: Variant
-    size: str
-    speakers: tuple[str, ...]
-    languages: tuple[str, ...]
-    sample_rate: int
-    max_frames: int
-    decoder_window: int | None
-    has_codec_encoder: bool
 
 
 def looks_local(model: str) -> bool:
@@ -107,7 +92,7 @@ def stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def load_model(model: str) -> tuple[Any, ModelInfo]:
+def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
     """Load a Qwen3-TTS 12 Hz model. Must run on the thread that will use it."""
     path = resolve_model_path(model)
     config = _read_config(path)
@@ -116,19 +101,9 @@ def load_model(model: str) -> tuple[Any, ModelInfo]:
             f"'{model}' is not a Qwen3-TTS model (model_type is {config.get('model_type')!r}); "
             "mlx-speechd runs Qwen3-TTS 12 Hz models."
         )
-    from mlx_audio.tts.utils import load_model as mlx_audio_load
-
-    try:
-        with stdout_to_stderr():
-            loaded = mlx_audio_load(path)
-    except Exception as err:
-        raise ModelLoadError(f"Could not load the model in '{path}': {err}") from err
-    if loaded.tokenizer is None or loaded.speech_tokenizer is None:
-        raise ModelLoadError(
-            f"The model in '{path}' is incomplete: its text tokenizer or speech_tokenizer/ "
-            "folder did not load (see the warnings above)."
-        )
-    return loaded, _describe(model, path, loaded)
+    with stdout_to_stderr():
+        loaded = Qwen3Model.load(path)
+    return loaded, loaded.describe(model, path)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -137,22 +112,3 @@ def _read_config(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Cannot read {path / 'config.json'}: {err}") from err
     return config
-
-
-def _describe(name: str, path: Path, model: Any) -> ModelInfo:
-    talker = model.config.talker_config
-    languages = tuple(lang for lang in (talker.codec_language_id or {}) if "dialect" not in lang)
-    decoder_config = model.speech_tokenizer.config.decoder_config
-    generate_config = model.generate_config or {}
-    return ModelInfo(
-        name=name,
-        path=path,
-        variant=Variant(model.config.tts_model_type),
-        size=str(getattr(model.config, "tts_model_size", "")),
-        speakers=tuple(model.get_supported_speakers()),
-        languages=("auto", *languages),
-        sample_rate=model.sample_rate,
-        max_frames=int(generate_config.get("max_new_tokens") or 2048),
-        decoder_window=getattr(decoder_config, "sliding_window", None),
-        has_codec_encoder=bool(model.speech_tokenizer.has_encoder),
-    )

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from ..audio.pcm import pcm16_to_float
+from ..errors import InvalidRequestError
 
 DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
 
@@ -25,34 +31,37 @@ class CachePolicy(StrEnum):
     """Clear at a chunk boundary only when the cache is over the configured limit."""
 
 
-class SpeechdError(Exception):
-    """An error with a stable code that front ends can show to clients."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model can do; immutable, so any thread may read it."""
 
-    code = "error"
-
-
-class InvalidRequestError(SpeechdError):
-    code = "invalid-request"
-
-
-class UnknownVoiceError(SpeechdError):
-    code = "unknown-voice"
-
-
-class TextTooLongError(SpeechdError):
-    code = "text-too-long"
+    name: str
+    path: Path
+    variant: Variant
+    size: str
+    speakers: tuple[str, ...]
+    languages: tuple[str, ...]
+    sample_rate: int
+    max_frames: int
+    decoder_window: int | None
+    has_codec_encoder: bool
 
 
-class ModelLoadError(SpeechdError):
-    code = "model-unavailable"
+@dataclass(frozen=True, eq=False)
+class ReferenceAudio:
+    """Reference samples given in memory rather than as a file: mono float32 at 24 kHz."""
 
+    samples: np.ndarray
+    name: str = "reference"
 
-class EngineFailure(SpeechdError):
-    code = "engine-failure"
-
-
-class EngineClosedError(SpeechdError):
-    code = "engine-closed"
+    def __post_init__(self) -> None:
+        samples = np.array(self.samples, dtype=np.float32)  # a private copy
+        if samples.ndim == 2:  # [samples, channels]
+            samples = samples.mean(axis=1)
+        if samples.ndim != 1 or samples.size == 0:
+            raise InvalidRequestError("Reference audio must be mono (or [samples, channels]) and not empty")
+        samples.flags.writeable = False
+        object.__setattr__(self, "samples", samples)
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,8 @@ class VoiceSettings:
     speaker: str | None = None
     language: str | None = None
     instruct: str | None = None
-    ref_audio: str | None = None
+    ref_audio: str | ReferenceAudio | None = None
+    """A file path, or samples in memory."""
     ref_text: str | None = None
 
     def over(self, defaults: VoiceSettings) -> VoiceSettings:
@@ -148,6 +158,11 @@ class AudioChunk:
     frames: int
     """Codec frames decoded into this chunk (0 for inserted silence)."""
     compute_seconds: float
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The chunk as float32 samples in [-1, 1]."""
+        return pcm16_to_float(self.pcm)
 
 
 @dataclass(frozen=True)

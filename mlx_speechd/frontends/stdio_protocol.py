@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .. import __version__
+from .. import __version__, errors
 from ..audio.pcm import CHANNELS, SAMPLE_WIDTH
 from ..engine import AudioChunk, Engine, SynthesisStats
 
@@ -36,7 +36,7 @@ class ErrorCode(StrEnum):
     OUTPUT_FAILED = "output-failed"
 
 
-class ProtocolError(Exception):
+class ProtocolError(errors.ProtocolError):
     """A request line that cannot be served; becomes an `error` line."""
 
     def __init__(self, code: str, message: str, request_id: RequestId | None = None) -> None:

@@ -185,7 +185,7 @@ class _Server:
             lead_in=options.lead_in,
         )
         try:
-            reply = self._engine.reply(reply_options, asynchronous=True)
+            reply = self._engine.reply(reply_options)
             if isinstance(request, Synthesize):
                 reply.speak(request.text)  # the engine starts on the first sentence at once
         except SpeechdError as err:  # unknown voice, text too long, ...

@@ -200,7 +200,7 @@ class WyomingHandler(AsyncEventHandler):
             stream.reply.finish()
 
     def _reply(self, data: dict[str, Any]) -> Reply:
-        return self._engine.reply(self._settings.speech.reply_options(_voice(data)), asynchronous=True)
+        return self._engine.reply(self._settings.speech.reply_options(_voice(data)))
 
     # ---- answers ----
     def _answer(self, response: _Response) -> None:

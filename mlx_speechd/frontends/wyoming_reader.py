@@ -16,8 +16,10 @@ from typing import Any
 
 from wyoming.event import Event
 
+from .. import errors
 
-class ProtocolError(Exception):
+
+class ProtocolError(errors.ProtocolError):
     """The client sent something that is not a well-formed Wyoming event within the limits."""
 
 

@@ -1,0 +1,256 @@
+"""The one module that knows mlx-audio's Qwen3-TTS internals.
+
+Everything else in the engine talks to `Qwen3Model` and `CodecDecoder`: loading, prompt
+building, one talker step, sampling, the code predictor, codec embeddings and the codec
+decoder's layers. Moving to a newer mlx-audio should mean changing this file only
+(checked against mlx-audio 0.6.2). Runs on the engine thread only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import ModelLoadError
+from .types import ModelInfo, Variant
+
+_REF_ROLE_TOKENS = 3
+"""`<|im_start|>assistant\\n` in front of a transcript (mlx-audio slices the prompt by position)."""
+_REF_END_TOKENS = 2
+"""`<|im_end|>\\n` after a transcript."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the talker starts from: prefill embeddings, the text still to feed, the pad embedding."""
+
+    embeds: mx.array
+    trailing: mx.array
+    """Text embeddings added to the codec input of the first frames, one per frame."""
+    pad: mx.array
+    """Text-side embedding once the trailing text is used up."""
+    ref_codes: mx.array | None
+    """Reference codes [1, groups, n] when cloning (the decoder is primed with their end)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling options for one utterance."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+
+
+@dataclass(frozen=True)
+class Caches:
+    """KV caches of one utterance: the talker's, and the code predictor's (reset every frame)."""
+
+    talker: list[Any]
+    code_predictor: list[Any]
+
+
+class CodecDecoder:
+    """The codec decoder's layers, for decoding in steps (`StreamingDecoder`) or at once."""
+
+    def __init__(self, decoder: Any) -> None:
+        # mlx-audio wraps the decoder in `mx.compile` after loading; the bound method's owner is the module.
+        self._decoder = getattr(decoder.streaming_step, "__self__", decoder)
+
+    @property
+    def total_upsample(self) -> int:
+        """Audio samples per codec frame."""
+        return int(self._decoder.total_upsample)
+
+    @property
+    def transformer_layers(self) -> int:
+        return len(self._decoder.pre_transformer.layers)
+
+    def copy(self) -> CodecDecoder:
+        """A second decoder with the same weights and its own streaming state."""
+        other = type(self._decoder)(self._decoder.config)
+        other.update(self._decoder.parameters())
+        return CodecDecoder(other)
+
+    def reset(self) -> None:
+        """Forget the convolution state of the previous utterance."""
+        self._decoder.reset_streaming_state()
+
+    def embed(self, codes: mx.array, *, streaming: bool) -> mx.array:
+        """Codes [1, groups, n] to the transformer's input [1, n, width] (`streaming` keeps conv state)."""
+        hidden = self._decoder.quantizer.decode(codes).transpose(0, 2, 1)
+        return self._decoder.pre_conv.step(hidden) if streaming else self._decoder.pre_conv(hidden)
+
+    def transform(self, hidden: mx.array, mask: mx.array, cache: list[Any] | None = None) -> mx.array:
+        """The decoder transformer with an additive `mask` and, when streaming, per-layer caches."""
+        return self._decoder.pre_transformer(hidden, mask=mask, cache=cache)
+
+    def synthesize(self, hidden: mx.array, *, streaming: bool) -> mx.array:
+        """Upsampling and the waveform decoder: [1, n, width] to n * total_upsample samples in [-1, 1]."""
+        dec = self._decoder
+        if streaming:
+            for transpose_conv, convnext in dec.upsample:
+                hidden = convnext.step(transpose_conv(hidden))
+            wav = dec.decoder[0].step(hidden)
+            for block in dec.decoder[1:-2]:
+                wav = block.step(wav)
+            wav = dec.decoder[-1].step(dec.decoder[-2](wav))
+        else:
+            for transpose_conv, convnext in dec.upsample:
+                hidden = convnext(transpose_conv(hidden))
+            wav = hidden
+            for layer in dec.decoder:
+                wav = layer(wav)
+        return mx.clip(wav[0, :, 0], -1.0, 1.0)
+
+    def decode_upstream(self, codes: mx.array) -> mx.array:
+        """mlx-audio's own one-shot decode of codes [1, groups, n] (unwindowed), for comparisons."""
+        return self._decoder(codes)[0, 0]
+
+
+class Qwen3Model:
+    """A loaded mlx-audio Qwen3-TTS model behind the few operations the engine needs."""
+
+    def __init__(self, model: Any) -> None:
+        self.module = model
+        """The mlx-audio model itself (tests compare against its own `generate`)."""
+        talker_config = model.config.talker_config
+        self.eos_token = int(talker_config.codec_eos_token_id)
+        self.suppress_tokens: list[int] = model._suppress_codec_tokens(self.eos_token)  # noqa: SLF001
+        self.decoder = CodecDecoder(model.speech_tokenizer.decoder)
+
+    @classmethod
+    def load(cls, path: Path) -> Qwen3Model:
+        """Load with mlx-audio; raises ModelLoadError (the caller keeps stdout safe)."""
+        from mlx_audio.tts.utils import load_model as mlx_audio_load
+
+        try:
+            loaded = mlx_audio_load(path)
+        except Exception as err:
+            raise ModelLoadError(f"Could not load the model in '{path}': {err}") from err
+        if loaded.tokenizer is None or loaded.speech_tokenizer is None:
+            raise ModelLoadError(
+                f"The model in '{path}' is incomplete: its text tokenizer or speech_tokenizer/ "
+                "folder did not load (see the warnings above)."
+            )
+        return cls(loaded)
+
+    def describe(self, name: str, path: Path) -> ModelInfo:
+        model = self.module
+        talker = model.config.talker_config
+        languages = tuple(lang for lang in (talker.codec_language_id or {}) if "dialect" not in lang)
+        generate_config = model.generate_config or {}
+        return ModelInfo(
+            name=name,
+            path=path,
+            variant=Variant(model.config.tts_model_type),
+            size=str(getattr(model.config, "tts_model_size", "")),
+            speakers=tuple(model.get_supported_speakers()),
+            languages=("auto", *languages),
+            sample_rate=model.sample_rate,
+            max_frames=int(generate_config.get("max_new_tokens") or 2048),
+            decoder_window=getattr(model.speech_tokenizer.config.decoder_config, "sliding_window", None),
+            has_codec_encoder=bool(model.speech_tokenizer.has_encoder),
+        )
+
+    # ---- one utterance ----
+    def prepare(
+        self,
+        text: str,
+        *,
+        language: str,
+        speaker: str | None = None,
+        instruct: str | None = None,
+        ref_audio: mx.array | None = None,
+        ref_text: str | None = None,
+    ) -> Prompt:
+        """Build the prompt: in-context cloning when given reference audio and its transcript."""
+        if ref_audio is not None and ref_text:
+            embeds, trailing, pad, ref_codes = self.module._prepare_icl_generation_inputs(  # noqa: SLF001
+                text=text, ref_audio=ref_audio, ref_text=ref_text, language=language
+            )
+            return Prompt(embeds, trailing, pad, ref_codes)
+        embeds, trailing, pad = self.module._prepare_generation_inputs(  # noqa: SLF001
+            text=text, language=language, speaker=speaker, ref_audio=ref_audio, instruct=instruct
+        )
+        return Prompt(embeds, trailing, pad, None)
+
+    def sampling(self, *, cloning: bool) -> Sampling:
+        """The checkpoint's sampling options (cloning raises the repetition penalty to 1.5, as upstream)."""
+        options = self.module._resolve_generation_options(None, None, None, None, None)  # noqa: SLF001
+        penalty = options["repetition_penalty"]
+        return Sampling(
+            temperature=options["temperature"],
+            top_k=options["top_k"],
+            top_p=options["top_p"],
+            repetition_penalty=max(penalty, 1.5) if cloning else penalty,
+        )
+
+    def new_caches(self) -> Caches:
+        talker = self.module.talker
+        return Caches(talker.make_cache(), talker.code_predictor.make_cache())
+
+    def talker_step(self, embeds: mx.array, caches: Caches) -> tuple[mx.array, mx.array]:
+        """One talker forward pass: (logits, hidden states), lazy."""
+        logits, hidden = self.module.talker(embeds, cache=caches.talker)
+        return logits, hidden
+
+    def sample(self, logits: mx.array, sampling: Sampling, history: list[int]) -> mx.array:
+        """The next first-group code [1, 1], with special ids suppressed and the repetition penalty."""
+        token: mx.array = self.module._sample_token(  # noqa: SLF001
+            logits,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            repetition_penalty=sampling.repetition_penalty,
+            generated_tokens=history or None,
+            suppress_tokens=self.suppress_tokens,
+        )
+        return token
+
+    def predict_codes(
+        self, token: mx.array, hidden: mx.array, sampling: Sampling, caches: Caches
+    ) -> tuple[list[mx.array], mx.array]:
+        """The other code groups of this frame: (per-group tokens, all codes [1, groups])."""
+        tokens, codes = self.module._predict_code_tokens(  # noqa: SLF001
+            token,
+            hidden,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            code_cache=caches.code_predictor,
+        )
+        return tokens, codes
+
+    def codec_embeds(self, code_tokens: list[mx.array]) -> mx.array:
+        """The talker's input embedding of one frame's codes (summed over the groups)."""
+        embeds: mx.array = self.module._codec_embeds_for_tokens(code_tokens)  # noqa: SLF001
+        return embeds
+
+    # ---- reference audio ----
+    def load_audio(self, path: str) -> mx.array:
+        """Read an audio file as mono samples at the model's sample rate."""
+        from mlx_audio.utils import load_audio
+
+        audio: mx.array = load_audio(path, sample_rate=self.module.sample_rate)
+        return audio
+
+    def reference_codes(self, audio: np.ndarray) -> mx.array:
+        """Encode mono reference samples to codec codes [1, groups, n] (needs the codec encoder)."""
+        codes: mx.array = self.module.speech_tokenizer.encode(mx.array(audio)[None, None, :])
+        return codes
+
+    def speaker_embedding(self, audio: np.ndarray) -> mx.array:
+        """The speaker encoder's embedding [1, width] of mono reference samples (Base models)."""
+        embedding: mx.array = self.module.extract_speaker_embedding(mx.array(audio))
+        return embedding
+
+    def transcript_ids(self, text: str) -> mx.array:
+        """Text token ids [1, n] of a reference transcript, as in-context cloning feeds them."""
+        ids = self.module.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n")
+        return mx.array(ids)[None, _REF_ROLE_TOKENS:-_REF_END_TOKENS]
