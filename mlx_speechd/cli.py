@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from .healthcheck import main as check
 
         return check(argv[1:])
+    if argv and argv[0] == "voice":
+        from .voices.cli import main as voice
+
+        return voice(argv[1:])
     if argv and argv[0] == "download":
         from .download import main as download
 
