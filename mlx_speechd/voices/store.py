@@ -231,8 +231,8 @@ class VoiceLibrary:
         or with `new_name` sits beside it. Needs no model: the prompt is computed when a Base model
         first speaks the voice.
         """
+        target = check_name(name if new_name is None else new_name)
         designed = self.get(name)
-        target = check_name(new_name or name)
         if designed.kind is not VoiceKind.DESIGNED:
             raise InvalidRequestError(
                 f"voice '{name}' is a {designed.kind} voice; only designed voices adopt"
