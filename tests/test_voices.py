@@ -115,6 +115,8 @@ def test_clone_voice_round_trip(library: Path, reference: tuple[Path, Path]) -> 
     assert table[0].split() == ["NAME", "KIND", "MODEL", "LANGUAGES"]
     assert table[1].split() == ["alice", "clone", "any", "Base", "english"]
 
+    listed = json.loads(ok(voice_cli(library, "list", "--json")))
+    assert [(v["name"], v["kind"], v["languages"]) for v in listed] == [("alice", "clone", ["english"])]
     data = show(library, "ALICE")  # names are case-insensitive
     assert data["kind"] == "clone" and data["variant"] == "base"
     assert data["ref_text"] == REF_TEXT and data["language"] == "english"

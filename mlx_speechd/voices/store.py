@@ -136,7 +136,7 @@ class Voice:
         return self.folder / PROMPTS / f"{fingerprint}.safetensors"
 
     def prompt_files(self) -> list[Path]:
-        return sorted((self.folder / PROMPTS).glob("*.safetensors"))
+        return sorted(p for p in (self.folder / PROMPTS).glob("*.safetensors") if not p.name.startswith("."))
 
 
 class VoiceLibrary:
