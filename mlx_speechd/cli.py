@@ -243,10 +243,17 @@ def _download(argv: list[str]) -> int:
     return main(argv)
 
 
+def _voice(argv: list[str]) -> int:
+    from .voices.cli import main
+
+    return main(argv)
+
+
 _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": _check,
     "download": _download,
     "make-test-model": _make_test_model,
+    "voice": _voice,
 }
 """Subcommands with their own parsers, imported only when used."""
 
