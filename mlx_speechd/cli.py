@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from .healthcheck import main as check
 
         return check(argv[1:])
+    if argv and argv[0] == "cache":
+        from .cache.cli import main as cache
+
+        return cache(argv[1:])
     if argv and argv[0] == "download":
         from .download import main as download
 
