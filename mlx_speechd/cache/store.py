@@ -1,7 +1,8 @@
 """The audio cache: each EOS-ended sentence's audio stored as FLAC under its `CacheKey` digest.
 
-Backed by `diskcache` (SQLite plus files), so several processes can share one folder at once;
-the size is bounded and the least recently used entries go first. Every entry is verified when
+Backed by `diskcache` (SQLite plus files), so several processes can share one folder at once.
+The size is bounded: a write that takes the folder over its limit evicts the least recently used
+entries, up to 10 at once (diskcache's `cull_limit`). Every entry is verified when
 read: one that fails (corrupt, truncated, not ours) is logged, removed and reported as a miss.
 """
 
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 import numpy as np
 import platformdirs
 import soundfile as sf
+from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
 from mlx_speechd.audio.pcm import SAMPLE_RATE, float_to_pcm16
 
