@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlx_speechd.audio.pcm import FRAME_SAMPLES
+from mlx_speechd.cache import AudioCache, CacheKey
 from mlx_speechd.cli import main as cli_main
 from mlx_speechd.engine import Engine, EngineConfig, ReplyOptions
 from mlx_speechd.testing.eos import eos_hazard
@@ -72,3 +74,14 @@ def test_eos_hazard_follows_temperature_and_top_k() -> None:
     assert eos_hazard(codes, np.array([-0.5]), 1.0, 3)[0] == 0.0
     # A lower temperature sharpens: EOS below the best code loses share.
     assert eos_hazard(codes, np.array([1.5]), 0.5, 3)[0] < eos_hazard(codes, np.array([1.5]), 1.0, 3)[0]
+
+
+def test_an_engine_sentence_round_trips_through_the_audio_cache(engine: Engine, tmp_path: Path) -> None:
+    frames, reason, pcm = _sentence(engine, TEXTS[0], 4)
+    key = CacheKey("tiny-ends", "ryan", "auto", None, TEXTS[0], 4, (), None)
+    with AudioCache(tmp_path) as cache:
+        assert cache.put(key, pcm, frames, reason)
+        hit = cache.get(key)
+    assert hit is not None
+    assert (hit.pcm, hit.frames, hit.finish_reason) == (pcm, frames, "eos")
+    assert len(pcm) == frames * FRAME_SAMPLES * 2
