@@ -243,6 +243,12 @@ def _download(argv: list[str]) -> int:
     return main(argv)
 
 
+def _cache(argv: list[str]) -> int:
+    from .cache.cli import main
+
+    return main(argv)
+
+
 def _voice(argv: list[str]) -> int:
     from .voices.cli import main
 
@@ -253,6 +259,7 @@ _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check": _check,
     "download": _download,
     "make-test-model": _make_test_model,
+    "cache": _cache,
     "voice": _voice,
 }
 """Subcommands with their own parsers, imported only when used."""

@@ -11,7 +11,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face hub
 
 ModelFactory = Callable[..., Path]
-"""``model_factory(variant, fixed_length=True) -> Path`` of a cached tiny random model."""
+"""``model_factory(variant, fixed_length=True, ends_by_eos=False) -> Path`` of a cached tiny
+random model; ``ends_by_eos`` (which overrides ``fixed_length``) ends sentences by EOS."""
 
 
 @pytest.fixture(scope="session")
@@ -19,13 +20,17 @@ def model_factory(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
     """Tiny random-weight Qwen3-TTS model folders, written once per session and variant."""
     from mlx_speechd.testing.model_factory import make_test_model
 
-    cache: dict[tuple[str, bool], Path] = {}
+    cache: dict[tuple[str, bool, bool], Path] = {}
 
-    def get(variant: str, fixed_length: bool = True) -> Path:
-        key = (variant, fixed_length)
+    def get(variant: str, fixed_length: bool = True, ends_by_eos: bool = False) -> Path:
+        fixed_length = fixed_length and not ends_by_eos
+        key = (variant, fixed_length, ends_by_eos)
         if key not in cache:
-            folder = tmp_path_factory.mktemp(f"tiny-{variant}-{'fixed' if fixed_length else 'eos'}")
-            cache[key] = make_test_model(folder, variant, "tiny", fixed_length=fixed_length)
+            kind = "ends" if ends_by_eos else "fixed" if fixed_length else "eos"
+            folder = tmp_path_factory.mktemp(f"tiny-{variant}-{kind}")
+            cache[key] = make_test_model(
+                folder, variant, "tiny", fixed_length=fixed_length, ends_by_eos=ends_by_eos
+            )
         return cache[key]
 
     return get
@@ -53,3 +58,10 @@ def tiny_base(model_factory: ModelFactory) -> Path:
 def tiny_custom_voice_eos(model_factory: ModelFactory) -> Path:
     """Tiny CustomVoice model whose random weights emit EOS at random."""
     return model_factory("custom_voice", fixed_length=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_voice_ends(model_factory: ModelFactory) -> Path:
+    """Tiny CustomVoice model whose sentences end by EOS after tens of frames, reproducibly
+    per seed (for behaviour that needs a normal end, like the audio cache)."""
+    return model_factory("custom_voice", ends_by_eos=True)

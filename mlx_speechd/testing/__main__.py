@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never emit EOS, so generation runs to max_tokens frames",
     )
+    parser.add_argument(
+        "--ends-by-eos",
+        action="store_true",
+        help="sentences end by EOS after tens of frames (reproducible per sampling seed)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weight seed (same seed, same files)")
     parser.add_argument(
         "--quantize", type=int, choices=(4, 8), help="quantize the talker like mlx-community repos"
@@ -56,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fixed_length=args.fixed_length,
         seed=args.seed,
         quantize_bits=args.quantize,
+        ends_by_eos=args.ends_by_eos,
     )
     print(path)
     return 0

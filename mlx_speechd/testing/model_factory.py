@@ -36,6 +36,7 @@ from mlx_audio.tts.models.qwen3_tts.config import (
 from mlx_audio.tts.models.qwen3_tts.qwen3_tts import Model, check_array_shape_qwen3
 from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizer
 
+from mlx_speechd.testing.eos import end_sentences_by_eos
 from mlx_speechd.testing.tokenizer import TokenizerInfo, write_tokenizer
 
 _LOGGER = logging.getLogger(__name__)
@@ -177,8 +178,16 @@ def make_test_model(
     fixed_length: bool = False,
     seed: int = 0,
     quantize_bits: int | None = None,
+    ends_by_eos: bool = False,
 ) -> Path:
-    """Write the model folder (creating it) and return its path."""
+    """Write the model folder (creating it) and return its path.
+
+    ``fixed_length``: EOS never wins, so generation runs to ``max_tokens`` frames.
+    ``ends_by_eos``: sentences end by EOS after tens of frames, reproducibly per sampling seed
+    (see `mlx_speechd.testing.eos`).
+    """
+    if ends_by_eos and (fixed_length or quantize_bits is not None):
+        raise ValueError("ends_by_eos goes with neither fixed_length nor quantize_bits")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
     if size not in SIZES:
@@ -209,9 +218,12 @@ def make_test_model(
             "seed": seed,
             "fixed_length": fixed_length,
             "quantize_bits": quantize_bits,
+            "ends_by_eos": ends_by_eos,
             "note": "Random weights: the real Qwen3-TTS architecture, but it speaks noise.",
         },
     )
+    if ends_by_eos:
+        end_sentences_by_eos(out_dir)
     return out_dir
 
 
