@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from ..config import CONFIG_ENV, ENV_PREFIX
 from ..engine.engine import normalize_language
 from ..engine.loader import ISO_LANGUAGES
-from ..engine.types import SpeechdError
+from ..errors import SpeechdError
 from .reference import check_transcript as checked_transcript
 from .reference import load_reference
 from .store import Voice, VoiceKind, VoiceLibrary, VoiceParams, default_voices_dir

@@ -32,7 +32,7 @@ from typing import Any, cast
 import mlx.core as mx
 import numpy as np
 
-from ..engine.types import InvalidRequestError
+from ..errors import InvalidRequestError
 from .reference import read_audio
 from .store import Voice
 

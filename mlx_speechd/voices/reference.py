@@ -10,7 +10,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from ..engine.types import InvalidRequestError
+from ..errors import InvalidRequestError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.types import InvalidRequestError, UnknownVoiceError, Variant
+from ..engine.types import Variant
+from ..errors import InvalidRequestError, UnknownVoiceError
 from .reference import read_audio, validate_reference, write_audio
 
 _LOGGER = logging.getLogger(__name__)
