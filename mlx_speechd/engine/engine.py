@@ -126,9 +126,8 @@ class Engine:
         entries: list[VoiceEntry] = []
         for info in self.models:
             if info.variant is Variant.CUSTOM_VOICE:
-                languages = _spoken(info.languages)
                 entries.extend(
-                    VoiceEntry(s, info.name, s.replace("_", " ").title(), languages, "preset")
+                    VoiceEntry(s, info.name, s.replace("_", " ").title(), info.languages, "preset")
                     for s in info.speakers
                     if s not in {e.name for e in entries}
                 )
@@ -138,21 +137,17 @@ class Engine:
         for voice in self._library.list() if self._library is not None else []:
             speaker = self._model_for(voice)
             if voice.name not in taken and speaker is not None:
-                languages = voice.languages or _spoken(speaker.languages)
+                languages = voice.languages or speaker.languages
                 entries.append(
                     VoiceEntry(voice.name, speaker.name, _describe(voice), languages, voice.kind.value)
                 )
         return tuple(entries)
 
     def _own_voice_entry(self) -> VoiceEntry:
-        info = self.info
-        description = (
-            "Designed voice (--instruct)" if info.variant is Variant.VOICE_DESIGN else "Cloned voice"
-        )
-        name = self._own_voice_name()
-        if info.variant is Variant.BASE:
-            description = f"Cloned voice ({name})"
-        return VoiceEntry(name, info.name, description, _spoken(info.languages), "model")
+        info, name = self.info, self._own_voice_name()
+        if info.variant is Variant.VOICE_DESIGN:
+            return VoiceEntry(name, info.name, "Designed voice (--instruct)", info.languages, "model")
+        return VoiceEntry(name, info.name, f"Cloned voice ({name})", info.languages, "model")
 
     def _own_voice_name(self) -> str:
         ref = self.config.voice.ref_audio
@@ -523,10 +518,6 @@ class _Runtime:
     settings: GenerationSettings
     fingerprint: str
     """`model_fingerprint` of its folder: which saved voice prompts fit it."""
-
-
-def _spoken(languages: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(language for language in languages if language != "auto")
 
 
 def _describe(voice: Voice) -> str:

@@ -165,7 +165,7 @@ class VoiceEntry:
     """The loaded model that speaks it."""
     description: str
     languages: tuple[str, ...]
-    """Language names it speaks (without 'auto')."""
+    """Language names it speaks: its model's (with 'auto') unless made for one."""
     kind: str
     """'preset' (a CustomVoice speaker), 'model' (the default model's own voice), or a library kind."""
 
