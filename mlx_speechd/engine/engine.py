@@ -277,9 +277,14 @@ class Engine:
     def _resolve_library(self, voice: Voice, requested: VoiceSettings) -> VoiceSettings:
         info = self._model_for(voice)
         if info is None:
+            needs = {
+                VoiceKind.CLONE: "a Base model (with a codec encoder)",
+                VoiceKind.STYLE: f"a CustomVoice model with speaker '{voice.settings.speaker}'",
+                VoiceKind.DESIGNED: "a VoiceDesign model (or `mlx-speechd voice adopt` it for a Base model)",
+            }[voice.kind]
             raise UnknownVoiceError(
-                f"Voice '{voice.name}' is a {voice.kind} voice for {voice.kind.variant} models, and no "
-                f"loaded model can speak it (loaded: {', '.join(i.name for i in self.models)})"
+                f"Voice '{voice.name}' is a {voice.kind} voice: it needs {needs}, and none is loaded "
+                f"(loaded: {', '.join(f'{i.name} ({i.variant})' for i in self.models)})"
             )
         language = requested.language or voice.settings.language or self.config.voice.language or "auto"
         if voice.kind is VoiceKind.STYLE:
