@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import soundfile
 
+from mlx_speechd.engine.adapter import Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
 from mlx_speechd.errors import InvalidRequestError, UnknownVoiceError
 from mlx_speechd.fingerprint import model_fingerprint
 from mlx_speechd.voices import VoiceKind, VoiceLibrary, VoiceParams, check_name
 from mlx_speechd.voices.cli import voices_dir
-from mlx_speechd.engine.adapter import Qwen3Model
-from mlx_speechd.engine.decoder import StreamingDecoder
 from mlx_speechd.voices.prompt import (
     compute_voice_prompt,
     load_prompt,
