@@ -227,6 +227,52 @@ def test_adopt_turns_a_designed_sample_into_a_clone(library: Path, tmp_path: Pat
     assert not [name for name in entries(library) if name.startswith(".")]
 
 
+def test_design_renders_the_sample_then_adopt_makes_a_clone(
+    library: Path, tmp_path: Path, tiny_voice_design: Path, tiny_base: Path
+) -> None:
+    """Design, then clone: the sample is rendered by a VoiceDesign model, kept, and adopted."""
+    text = "Once upon a time, by the sea."
+    out = ok(
+        voice_cli(
+            library, "design", "narrator", "--model", str(tiny_voice_design), "--description", "A deep voice.",
+            "--sample-text", text, "--seed", "3", "-o", str(tmp_path / "listen.wav"),
+        )
+    )  # fmt: skip
+    assert "rendered designed voice 'narrator' (seed 3)" in out
+    lib = VoiceLibrary(library)
+    narrator = lib.get("narrator")
+    assert narrator.kind is VoiceKind.DESIGNED and narrator.settings.seed == 3
+    assert narrator.model == str(tiny_voice_design) and narrator.sample_path.is_file()
+    sample = read_audio(narrator.sample_path)
+    assert len(sample) > SAMPLE_RATE and np.abs(sample).max() > 0
+    listened, rate = soundfile.read(str(tmp_path / "listen.wav"), dtype="int16")
+    assert rate == SAMPLE_RATE and len(listened) == len(sample)
+
+    # rendering a stored design again (no --description) with its seed gives the same sample
+    ok(voice_cli(library, "design", "narrator", "--model", str(tiny_voice_design)))
+    assert np.array_equal(read_audio(lib.get("narrator").sample_path), sample)
+    assert_one_line_error(
+        voice_cli(
+            library,
+            "design",
+            "other",
+            "--model",
+            str(tiny_base),
+            "--description",
+            "x",
+            "--sample-text",
+            "Hi.",
+        ),
+        2,
+        "needs a VoiceDesign model",
+    )
+    assert "other" not in lib.names()
+    ok(voice_cli(library, "adopt", "narrator", "--as", "narrator-clone"))
+    clone = lib.get("narrator-clone")
+    assert clone.kind is VoiceKind.CLONE and clone.settings.ref_text == text
+    assert np.array_equal(read_audio(clone.ref_audio_path), sample)
+
+
 def test_an_existing_name_needs_force(library: Path, reference: tuple[Path, Path]) -> None:
     wav, txt = reference
     ok(voice_cli(library, "add", "ann", "--speaker", "ryan"))

@@ -1,4 +1,4 @@
-"""`mlx-speechd voice add|list|show|remove|adopt`: manage the voice library from the command line."""
+"""`mlx-speechd voice add|design|list|show|remove|adopt`: manage the voice library from the command line."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ import secrets
 import sys
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..config import CONFIG_ENV, ENV_PREFIX
 from ..engine.engine import normalize_language
 from ..engine.loader import ISO_LANGUAGES
+from ..engine.types import Variant
 from ..errors import SpeechdError
+from ..playback import PlaybackError
+from ..settings import parse_device
 from .reference import check_transcript as checked_transcript
 from .reference import load_reference
 from .store import Voice, VoiceKind, VoiceLibrary, VoiceParams, default_voices_dir
+
+if TYPE_CHECKING:
+    from ..api import Audio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -85,6 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     designed.add_argument("--seed", type=int, help="random seed that fixes the voice (default: a random one)")
 
+    design = commands.add_parser(
+        "design",
+        parents=[common],
+        help="render a designed voice's sample with a VoiceDesign model",
+        description="Render the sample text in a designed voice with a VoiceDesign model and keep it as the "
+        "voice's sample.wav, to listen to (--play, -o) and to adopt as a clone voice (`voice adopt`). "
+        "With --description it makes (or with --force replaces) the voice; without, it renders a designed "
+        "voice added before.",
+    )
+    design.add_argument("name", help="the designed voice")
+    design.add_argument("--model", required=True, help="a Qwen3-TTS VoiceDesign model (hub id or folder)")
+    design.add_argument("--description", metavar="TEXT", help="what the voice sounds like")
+    design.add_argument("--sample-text", metavar="TEXT", help="what the sample says")
+    design.add_argument("--seed", type=int, help="random seed that fixes the voice (default: a random one)")
+    design.add_argument("--language", help="language of the sample (auto, english, en, ...)")
+    design.add_argument("--force", action="store_true", help="replace a voice of the same name")
+    design.add_argument("--play", action="store_true", help="play the sample")
+    design.add_argument("--device", help="output device name or index for --play")
+    design.add_argument(
+        "-o", "--output", metavar="FILE", help="also write the sample to FILE (.wav, .flac, .ogg)"
+    )
+
     listing = commands.add_parser("list", parents=[common], help="list the voices")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -119,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "add":
             voice = _add(args, library)
             print(f"added {voice.kind} voice '{voice.name}' in {library.folder}")
+        elif args.command == "design":
+            voice = _design(args, library)
+            print(
+                f"rendered designed voice '{voice.name}' (seed {voice.settings.seed}) in {voice.sample_path}"
+            )
         elif args.command == "list":
             _list(library, args.json)
         elif args.command == "show":
@@ -131,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"adopted '{args.name.lower()}' as clone voice '{voice.name}' in {library.folder}")
     except (SpeechdError, _UsageError) as err:
         return _fail(2, str(err))
+    except PlaybackError as err:
+        return _fail(1, str(err))
     except OSError as err:
         return _fail(1, f"{err.strerror or err}: {err.filename}" if err.filename else str(err))
     return 0
@@ -188,6 +224,68 @@ def _add(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     return library.add(
         args.name, kind, settings, audio=reference.audio, source=source, model=args.model, force=args.force
     )
+
+
+def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
+    """Render the sample of a designed voice (new with --description, else the stored one) and keep it."""
+    if args.description:
+        library.check_free(args.name, args.force)
+        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+        language = normalize_language(args.language, LANGUAGES) if args.language else None
+        settings = VoiceParams(
+            language=language, description=args.description, sample_text=args.sample_text, seed=seed
+        )
+    else:
+        stored = library.get(args.name)
+        if stored.kind is not VoiceKind.DESIGNED:
+            raise _UsageError(
+                f"voice '{stored.name}' is a {stored.kind} voice; give --description to design one"
+            )
+        settings = stored.settings
+        overrides = {"sample_text": args.sample_text, "seed": args.seed}
+        if args.language:
+            overrides["language"] = normalize_language(args.language, LANGUAGES)
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.seed is None:
+            settings = replace(settings, seed=secrets.randbelow(2**31))
+    if not settings.sample_text:
+        raise _UsageError("the sample needs a text: give --sample-text")
+    audio = _render(args.model, settings)
+    if args.output:
+        audio.save(args.output)
+    voice = library.add(
+        args.name,
+        VoiceKind.DESIGNED,
+        settings,
+        audio=audio.samples,
+        model=args.model,
+        force=args.force or not args.description,
+    )
+    if args.play:
+        from ..playback import Player
+
+        player = Player(parse_device(args.device))
+        player.write(audio.pcm)
+        player.close()
+    return voice
+
+
+def _render(model: str, settings: VoiceParams) -> Audio:
+    """Speak the sample text in the designed voice with the public API, on a VoiceDesign model."""
+    from .. import api
+
+    with api.load(model, voices_dir=None) as tts:
+        if tts.info.variant is not Variant.VOICE_DESIGN:
+            raise _UsageError(
+                f"'{model}' is a {tts.info.variant} model; designing a voice needs a VoiceDesign model"
+            )
+        assert settings.sample_text is not None and settings.description is not None
+        return tts.generate(
+            settings.sample_text,
+            instruct=settings.description,
+            language=settings.language or "auto",
+            seed=settings.seed if settings.seed is not None else 0,
+        )
 
 
 def _kind(args: argparse.Namespace) -> VoiceKind:
