@@ -83,6 +83,15 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ),
     ("docs/service.md", "/opt/mlx-speechd/bin/mlx-speechd check"): "needs the installed systemd service",
     ("docs/service.md", "sudo systemctl restart mlx-speechd"): "needs root and systemd as PID 1",
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance -o log_cli=true"): (
+        "the repository's own tests (CI runs them with the suite); the blocks run outside the checkout"
+    ),
+    ("docs/conformance.md", "python3 -m venv .venv-official"): (
+        "downloads PyTorch and the official qwen-tts package from the network"
+    ),
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance/test_live_official.py"): (
+        "needs the official package's environment that the block before sets up"
+    ),
     ("docs/troubleshooting.md", "journalctl -u mlx-speechd -e             # systemd"): (
         "needs the installed service (systemd or launchd)"
     ),
