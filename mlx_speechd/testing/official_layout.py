@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -499,12 +498,3 @@ def _save(path: Path, weights: dict[str, np.ndarray]) -> None:
 
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def iter_weight_names(folder: Path) -> Iterator[str]:
-    """The parameter names stored in a folder's weight files."""
-    from safetensors import safe_open
-
-    for name in WEIGHT_FILES:
-        with safe_open(str(Path(folder) / name), framework="numpy") as handle:
-            yield from handle.keys()
