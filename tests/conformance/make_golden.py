@@ -1,16 +1,17 @@
 """Write the conformance goldens: the official Qwen3-TTS package's outputs on the random model.
 
 Runs in the official package's own virtual environment (it pins transformers 4.57.3), never in
-the project's. Set it up once, outside git-tracked files, with the CPU build of torch:
+the project's. Set it up once, outside git-tracked files, with the CPU build of torch
+(docs/conformance.md has the same steps):
 
     python3 -m venv .venv-official
     .venv-official/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-    .venv-official/bin/pip install qwen-tts==0.1.1
+    .venv-official/bin/pip install --no-deps qwen-tts==0.1.1
+    .venv-official/bin/pip install transformers==4.57.3 accelerate==1.12.0 librosa soundfile einops
     .venv-official/bin/python tests/conformance/make_golden.py
 
-(``qwen-tts`` also pulls gradio, sox, onnxruntime and torchaudio for its 25 Hz tokenizer and demo;
-this script never uses them and stubs them when they are missing, so ``pip install --no-deps
-qwen-tts==0.1.1 transformers==4.57.3 accelerate==1.12.0 librosa soundfile einops`` is enough.)
+(``qwen-tts`` also depends on gradio, sox, onnxruntime and torchaudio, used only by its demo and its
+25 Hz tokenizer: this script stubs the ones it would import, hence ``--no-deps``.)
 
 The script rebuilds the model with ``mlx_speechd.testing.official_layout`` (numpy only) from its
 fixed seed, loads it with the official classes in float32 on the CPU, checks that every weight
