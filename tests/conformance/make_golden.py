@@ -17,8 +17,9 @@ The script rebuilds the model with ``mlx_speechd.testing.official_layout`` (nump
 fixed seed, loads it with the official classes in float32 on the CPU, checks that every weight
 loaded unchanged, and writes ``golden.npz`` beside itself: decoder audio for a fixed code sequence,
 talker logits (prefill and teacher-forced greedy frames), the code predictor's sub-codes and logits,
-the speaker embedding and the codec encoder's codes for a fixed reference signal, plus the package
-versions and the weights' digest. ``tests/conformance/test_conformance.py`` compares our side with it.
+the speaker encoder's mel input and embedding and the codec encoder's codes for a fixed reference
+signal, plus the package versions and the weights' digest. ``tests/conformance/test_conformance.py``
+compares our side with it.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def make_goldens(out: Path) -> dict[str, Any]:
     signal = reference_signal().astype(np.float32) / 32768.0
     codes = decode_codes()
 
+    mels: list[np.ndarray] = []
+    tts.model.speaker_encoder.register_forward_pre_hook(lambda _m, args: mels.append(args[0][0].numpy()))
     with torch.inference_mode():
         audio, rate = tts.model.speech_tokenizer.decode([{"audio_codes": torch.from_numpy(codes).long()}])
         embedding = tts.model.extract_speaker_embedding(signal, layout.SAMPLE_RATE)
@@ -181,6 +184,7 @@ def make_goldens(out: Path) -> dict[str, Any]:
         "reference_signal": reference_signal(),
         "decode_codes": codes,
         "decode_audio": np.asarray(audio[0], dtype=np.float32),
+        "speaker_mel": mels[0].astype(np.float32),  # the speaker encoder's input, [frames, mels]
         "speaker_embedding": embedding.numpy().astype(np.float32),
         "encoder_codes": encoded.numpy().astype(np.int32),
         "prompt_ids": calls["input_ids"].astype(np.int32),

@@ -17,6 +17,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from conformance_goldens import Goldens
+from mlx_audio.tts.models.qwen3_tts.qwen3_tts import mel_spectrogram
 
 from mlx_speechd.engine.decoder import StreamingDecoder, decode_reference, raw_decoder
 from mlx_speechd.testing.official_layout import DECODER_WINDOW, NUM_CODE_GROUPS, SAMPLES_PER_FRAME
@@ -250,6 +251,31 @@ def test_speaker_embedding_matches(official_model: Any, goldens: Goldens) -> Non
     _LOGGER.info("speaker embedding: cosine %.8f", cosine)
     assert cosine >= MIN_SPEAKER_COSINE
     assert _max_diff(ours, expected, "speaker embedding") <= 1e-3 * float(np.max(np.abs(expected)))
+
+
+def test_speaker_encoder_network_matches_on_the_official_mel(official_model: Any, goldens: Goldens) -> None:
+    """The embedding's whole difference comes from the mel front end, not the network."""
+    ours = np.array(official_model.speaker_encoder(mx.array(goldens["speaker_mel"][None])))[0]
+    assert _max_diff(ours, goldens["speaker_embedding"], "speaker encoder on the official mel") <= 1e-4
+
+
+def test_mel_front_end_is_close(goldens: Goldens) -> None:
+    # The settings of extract_speaker_embedding, in both implementations.
+    mel = mel_spectrogram(
+        mx.array(goldens.signal),
+        n_fft=1024,
+        num_mels=128,
+        sample_rate=24000,
+        hop_size=256,
+        win_size=1024,
+        fmin=0,
+        fmax=12000,
+    )
+    ours, expected = np.array(mel)[0], goldens["speaker_mel"]
+    mean = float(np.mean(np.abs(ours - expected)))
+    _LOGGER.info("speaker mel (log scale, +-%.1f): mean abs diff %.2e", np.max(np.abs(expected)), mean)
+    assert _max_diff(ours, expected, "speaker mel") <= 0.2
+    assert mean <= 1e-2
 
 
 def test_codec_encoder_codes_match(official_model: Any, goldens: Goldens) -> None:
