@@ -28,8 +28,8 @@ MIN_SNR_DB = 90.0
 MAX_AUDIO_DIFF = 1e-4
 MAX_LOGIT_DIFF = 1e-4
 MAX_PREFILL_LOGIT_DIFF = 1e-3
-"""From the speaker embedding's position on, the prefill carries the embedding's difference (its
-mel front end differs by ~2e-4, relative)."""
+"""From the speaker embedding's position on, the prefill carries the embedding's difference (~2e-4
+relative, from the mel front end)."""
 SPEAKER_POSITION = 3 + 4
 """`<|im_start|>assistant\n`, then think, think-bos, language, think-eos, then the speaker."""
 MIN_SPEAKER_COSINE = 0.9999
