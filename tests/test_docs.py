@@ -88,6 +88,15 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/python.md", "# a hub repository id (downloaded on first use) or the path of a model folder"): (
         "downloads the real model; tests/test_api.py runs the same calls on a test model"
     ),
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance -o log_cli=true"): (
+        "the repository's own tests (CI runs them with the suite); the blocks run outside the checkout"
+    ),
+    ("docs/conformance.md", "python3 -m venv .venv-official"): (
+        "downloads PyTorch and the official qwen-tts package from the network"
+    ),
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance/test_live_official.py"): (
+        "needs the official package's environment that the block before sets up"
+    ),
     ("docs/troubleshooting.md", "journalctl -u mlx-speechd -e             # systemd"): (
         "needs the installed service (systemd or launchd)"
     ),

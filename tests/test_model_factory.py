@@ -15,6 +15,7 @@ from mlx_audio.tts.models.qwen3_tts.config import (
     Qwen3TTSTokenizerConfig,
     Qwen3TTSTokenizerDecoderConfig,
     Qwen3TTSTokenizerEncoderConfig,
+    filter_dict_for_dataclass,
 )
 from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizer
 from mlx_audio.tts.utils import load, load_model
@@ -123,7 +124,9 @@ def test_every_speech_tokenizer_weight_is_written(tiny_base: Path) -> None:
     model = Qwen3TTSSpeechTokenizer(
         Qwen3TTSTokenizerConfig(
             decoder_config=Qwen3TTSTokenizerDecoderConfig(**config["decoder_config"]),
-            encoder_config=Qwen3TTSTokenizerEncoderConfig(**config["encoder_config"]),
+            encoder_config=Qwen3TTSTokenizerEncoderConfig(
+                **filter_dict_for_dataclass(Qwen3TTSTokenizerEncoderConfig, config["encoder_config"])
+            ),
         )
     )
     params: dict[str, mx.array] = {}
