@@ -17,6 +17,8 @@ from .engine import (
     EngineConfig,
     VoiceSettings,
 )
+from .frontends.wyoming_handler import IDLE_TIMEOUT, STREAM_IDLE_FACTOR
+from .frontends.wyoming_reader import EVENT_TIMEOUT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -116,7 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="advertise the Wyoming TCP server on the local network for Home Assistant",
     )
-    daemon.add_argument("--max-connections", type=int, default=16, help="most Wyoming clients served at once")
+    daemon.add_argument(
+        "--max-connections",
+        type=int,
+        default=16,
+        help="most Wyoming clients served at once; when full, the longest-idle one is closed for a newcomer",
+    )
+    daemon.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a Wyoming connection silent this long with nothing in flight "
+        f"({STREAM_IDLE_FACTOR}x as long with a text stream open)",
+    )
+    daemon.add_argument(
+        "--event-timeout",
+        type=float,
+        default=EVENT_TIMEOUT,
+        metavar="SECONDS",
+        help="close a Wyoming connection whose event does not arrive in full this long after it starts",
+    )
     daemon.add_argument(
         "--stdio", action="store_true", help="serve JSON lines on stdin/stdout (docs/protocol.md)"
     )
@@ -204,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.uri or args.stdio:
         if args.text or args.play or args.output or args.raw:
             parser.error("text and one-shot outputs (--play, -o, --raw) do not go with --uri/--stdio")
+        if not (args.idle_timeout > 0 and args.event_timeout > 0):
+            parser.error("--idle-timeout and --event-timeout must be positive numbers of seconds")
         from .daemon import run_daemon
 
         return run_daemon(args, config)
