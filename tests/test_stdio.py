@@ -396,6 +396,7 @@ BAD_LINES: list[tuple[bytes | dict[str, Any], str, Any]] = [
     ),  # lone surrogate
     ({"type": "synthesize", "id": "b17", "text": "Hi.", "instruct": "\udfff"}, "invalid-request", "b17"),
     ({"type": "synthesize", "id": "b18", "text": "Hi.", "wav": "/"}, "output-failed", "b18"),  # a directory
+    ({"type": "synthesize", "id": "b19", "text": "Hi.", "wav": "a\u0000.wav"}, "output-failed", "b19"),
 ]
 
 

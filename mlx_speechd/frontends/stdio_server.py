@@ -206,7 +206,7 @@ class _Server:
             wav = await asyncio.to_thread(WavFile, options.wav) if options.wav else None
             if options.output is Output.PLAY:
                 await asyncio.to_thread(check_output_device, self._device)
-        except (OSError, RuntimeError, PlaybackError) as err:
+        except (OSError, ValueError, RuntimeError, PlaybackError) as err:  # ValueError: a NUL in the path
             reply.cancel()
             raise ProtocolError(ErrorCode.OUTPUT_FAILED, str(err), rid) from None
         except BaseException:
