@@ -159,7 +159,7 @@ NOT_PROTOCOL = """
 import { SpeechdClient, SpeechdError } from "%(client)s";
 
 // Each of these makes the daemon print something else than protocol lines on stdout, then exit.
-const [command, model] = process.argv.slice(2);
+const [command, model, strayDaemon] = process.argv.slice(2);
 const results = {};
 for (const option of ["--version", "--help", "--print-config"]) {
   try {
@@ -170,7 +170,18 @@ for (const option of ["--version", "--help", "--print-config"]) {
     results[option] = error instanceof SpeechdError ? error.code : `${error}`;
   }
 }
+
+// A stand-in daemon that is ready, then prints a stray line with nothing pending, and would run on.
+const speechd = await SpeechdClient.spawn({ command: process.execPath, args: [strayDaemon] });
+results.stray = await new Promise((resolve) => (speechd.onerror = (error) => resolve(error.code)));
+results.stopped = (await speechd.exited) === null; // stopped by a signal, not exited by itself
 console.log(JSON.stringify(results));
+"""
+
+STRAY_DAEMON = """
+console.log(JSON.stringify({ type: "ready", protocol: 1 }));
+setTimeout(() => console.log("a stray line"), 100);
+setInterval(() => {}, 1000);
 """
 
 
@@ -181,13 +192,13 @@ def test_a_daemon_that_breaks_the_protocol_rejects_spawn(
     """Not an uncaught SyntaxError that ends the parent process: the pending promise rejects."""
     script = tmp_path / "not-protocol.mjs"
     script.write_text(NOT_PROTOCOL % {"client": CLIENT.as_uri()})
-    result = run_js(
-        [*runtime_command(runtime, js_tools), str(script), DAEMON, str(tiny_custom_voice)], tmp_path
-    )
+    stray = tmp_path / "stray-daemon.mjs"
+    stray.write_text(STRAY_DAEMON)
+    command = [*runtime_command(runtime, js_tools), str(script), DAEMON, str(tiny_custom_voice), str(stray)]
+    result = run_js(command, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout) == {
-        option: "protocol-error" for option in ("--version", "--help", "--print-config")
-    }
+    options = ("--version", "--help", "--print-config", "stray")
+    assert json.loads(result.stdout) == {**dict.fromkeys(options, "protocol-error"), "stopped": True}
 
 
 TYPED = """

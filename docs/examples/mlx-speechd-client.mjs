@@ -382,7 +382,7 @@ export class SpeechdClient {
       const failure = new SpeechdError("protocol-error", `the daemon sent ${JSON.stringify(shown)}: ${error}`);
       const pending = this.#speeches.size + this.#calls.size;
       this.#fail(failure);
-      if (pending === 0 && this.#gone === failure) this.onerror(failure); // nobody else hears of it
+      if (pending === 0 && this.#gone === failure) this.#report(failure); // nobody else hears of it
       this.#child.kill("SIGTERM");
     }
   }
@@ -419,7 +419,7 @@ export class SpeechdClient {
           this.#calls.get(call)?.reject(error);
           this.#calls.delete(call);
         } else {
-          this.onerror(error);
+          this.#report(error);
         }
         break;
       }
@@ -437,6 +437,14 @@ export class SpeechdClient {
   #settle(id, message) {
     this.#calls.get(id)?.resolve(message);
     this.#calls.delete(id);
+  }
+
+  /**
+   * Hand an error to `onerror` outside the stdout handler: what `onerror` throws is its own.
+   * @param {SpeechdError} error
+   */
+  #report(error) {
+    queueMicrotask(() => this.onerror(error));
   }
 
   /** @param {SpeechdError} error */
