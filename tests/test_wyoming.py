@@ -37,7 +37,8 @@ from mlx_speechd.frontends.wyoming_server import advertise, build_info
 SENTENCE_BYTES = 75 * FRAME_SAMPLES * SAMPLE_WIDTH
 """Audio of one short sentence: the fixed-length test model runs to the 75-frame minimum cap."""
 LONG_SENTENCE = " ".join(["this sentence keeps going for quite a while"] * 8) + "."
-"""One sentence with a cap of about 1000 frames: well over ten seconds of compute here."""
+"""352 characters, cut to pieces of 299 and 52 (the 300-character sentence limit); the first one's cap
+of about 750 frames is well over ten seconds of compute here."""
 SPEAKERS = ["serena", "vivian", "uncle_fu", "ryan", "aiden", "ono_anna", "sohee", "eric", "dylan"]
 IDLE_TIMEOUT = 2.0
 EVENT_TIMEOUT = 1.0
@@ -502,6 +503,7 @@ async def test_idle_connections_make_room_for_a_newcomer(guarded_daemon: Daemon)
         assert await _eof_within(reader, 10)
     for _, writer in [*silent, half_header]:
         writer.close()
+    assert "idle: the connection limit (3) is reached" in guarded_daemon.log()
 
 
 async def test_connections_in_use_are_not_closed_for_a_newcomer(guarded_daemon: Daemon) -> None:
