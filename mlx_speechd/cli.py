@@ -17,6 +17,8 @@ from .engine import (
     EngineConfig,
     VoiceSettings,
 )
+from .frontends.wyoming_handler import IDLE_TIMEOUT, STREAM_IDLE_FACTOR
+from .frontends.wyoming_reader import EVENT_TIMEOUT
 from .settings import (
     DaemonSettings,
     EofPolicy,
@@ -113,7 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="advertise the Wyoming TCP server on the local network for Home Assistant",
     )
-    daemon.add_argument("--max-connections", type=int, default=16, help="most Wyoming clients served at once")
+    daemon.add_argument(
+        "--max-connections",
+        type=int,
+        default=16,
+        help="most Wyoming clients served at once; when full, the longest-idle one is closed for a newcomer",
+    )
+    daemon.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"close a Wyoming connection silent this long with nothing in flight "
+        f"({STREAM_IDLE_FACTOR}x as long with a text stream open)",
+    )
+    daemon.add_argument(
+        "--event-timeout",
+        type=float,
+        default=EVENT_TIMEOUT,
+        metavar="SECONDS",
+        help="close a Wyoming connection whose event does not arrive in full this long after it starts",
+    )
     daemon.add_argument(
         "--stdio", action="store_true", help="serve JSON lines on stdin/stdout (docs/protocol.md)"
     )
@@ -173,7 +195,11 @@ def speech_defaults(args: argparse.Namespace) -> SpeechDefaults:
 def daemon_settings(args: argparse.Namespace) -> DaemonSettings:
     return DaemonSettings(
         speech=speech_defaults(args),
-        wyoming=WyomingSettings(tuple(args.uri), args.zeroconf, args.max_connections) if args.uri else None,
+        wyoming=WyomingSettings(
+            tuple(args.uri), args.zeroconf, args.max_connections, args.idle_timeout, args.event_timeout
+        )
+        if args.uri
+        else None,
         stdio=StdioSettings(EofPolicy(args.stdio_eof), parse_device(args.device)) if args.stdio else None,
     )
 
@@ -217,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.uri or args.stdio:
         if args.text or args.play or args.output or args.raw:
             parser.error("text and one-shot outputs (--play, -o, --raw) do not go with --uri/--stdio")
+        if not (args.idle_timeout > 0 and args.event_timeout > 0):
+            parser.error("--idle-timeout and --event-timeout must be positive numbers of seconds")
         from .daemon import run_daemon
 
         return run_daemon(daemon_settings(args), config)

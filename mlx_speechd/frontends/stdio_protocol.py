@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_ID = "duplicate-id"
     UNKNOWN_REQUEST = "unknown-request"
     OUTPUT_FAILED = "output-failed"
+    INTERNAL_ERROR = "internal-error"
 
 
 class ProtocolError(errors.ProtocolError):
@@ -134,12 +135,20 @@ class _Fields:
         value = self._data.pop(name)
         if not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string")
-        return value
+        return self._unicode(name, value)
 
     def optional_text(self, name: str) -> str | None:
         value = self._data.pop(name, None)
         if value is not None and not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string or null")
+        return value if value is None else self._unicode(name, value)
+
+    def _unicode(self, name: str, value: str) -> str:
+        """`value`, unless it holds a lone surrogate (a JSON escape such as \\ud800 that is no character)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise self._fail(f"field '{name}' is not valid Unicode: {err.reason} at {err.start}") from None
         return value
 
     def optional_int(self, name: str, low: int, high: int) -> int | None:
@@ -214,7 +223,10 @@ def parse_request(line: bytes) -> Request:
     """Parse one request line (without caring about a trailing newline)."""
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as err:
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not a JSON line: {err}") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "a request must be a JSON object")
