@@ -9,8 +9,8 @@ once, in an order rotated by one per round, so drift on a shared machine spreads
 
 Every figure comes from the client side or from an API: the engine's own first-audio time, compute
 time and peak MLX memory from `Reply.stats` (in process) and from the stdio `done` message; the
-Wyoming protocol carries no such figures, so its columns are compared with the in-process engine
-column request by request (the same round) instead.
+Wyoming protocol carries no such figures, so its columns' first audio is compared with the engine's
+own in the stdio daemon (an identical daemon process) request by request (the same round) instead.
 """
 
 from __future__ import annotations
@@ -155,12 +155,25 @@ def _targets(model: str, settings: CompareSettings, stack: contextlib.ExitStack)
     return targets
 
 
-def ttfa_over_engine(column: Column, engine: Column) -> float:
-    """Median, over rounds, of this column's first-audio time minus the in-process engine's (same round)."""
-    return median([r.ttfa - e.ttfa for r, e in zip(column.requests, engine.requests, strict=True)])
+def ttfa_over_engine(column: Column, reference: Column) -> float:
+    """Median over rounds of this column's first audio (client) minus the engine's own in `reference`.
+
+    Pairs the requests of the same round; `reference`'s requests must carry the engine's own
+    first-audio time.
+    """
+    pairs = zip(column.requests, reference.requests, strict=True)
+    return median([r.ttfa - e.engine_ttfa for r, e in pairs if e.engine_ttfa is not None])
 
 
 def summaries(columns: list[Column]) -> list[dict[str, float | int | str | None]]:
-    """Each column's summary, with its first-audio time over the in-process engine column's."""
-    engine = next(c for c in columns if c.key == "engine")
-    return [{**c.summary(), "ttfa_over_engine_s": ttfa_over_engine(c, engine)} for c in columns]
+    """Each column's summary, with its first audio over the engine's own in the reference column.
+
+    The reference is the stdio daemon (a process like the Wyoming daemon, and one that reports the
+    engine's figures), or the in-process engine where the stdio column is left out.
+    """
+    by_key = {c.key: c for c in columns}
+    reference = by_key.get("stdio", by_key["engine"])
+    return [
+        {**c.summary(), "ttfa_over_engine_s": ttfa_over_engine(c, reference), "reference": reference.key}
+        for c in columns
+    ]

@@ -65,7 +65,7 @@ def comparison_table(summaries: list[dict[str, Any]], baseline: str) -> str:
         "x base",
         "chunk ms (frames)",
         "front end ms",
-        "vs engine ms",
+        "vs ref. engine ms",
         "wall / engine",
         "peak MLX MB",
         "RSS MB",

@@ -87,8 +87,8 @@ def test_comparison_measures_every_column(quick_run: tuple[str, dict[str, Any]])
         )
         if summary["peak_mlx_bytes"] is not None:
             assert _positive(summary["peak_mlx_bytes"])
-        assert math.isfinite(summary["ttfa_over_engine_s"])
-    assert summaries["engine"]["ttfa_over_engine_s"] == 0
+        assert math.isfinite(summary["ttfa_over_engine_s"]) and summary["reference"] == "stdio"
+    assert summaries["stdio"]["ttfa_over_engine_s"] == summaries["stdio"]["front_end_overhead_s"]
     for key, requests in compare["requests"].items():
         for request in requests:
             assert sum(size for _, size in request["arrivals"]) == FRAMES * FRAME_BYTES, key
@@ -121,14 +121,22 @@ def test_pipeline_long_utterance_cache_and_soak_sections(quick_run: tuple[str, d
 
 
 def test_ttfa_over_engine_pairs_requests_by_round() -> None:
-    def column(key: str, ttfas: list[float]) -> Column:
-        return Column(key, key, [RequestResult([(t, FRAME_BYTES)], t + 1) for t in ttfas])
+    def column(key: str, ttfas: list[float], engine: list[float] | None = None) -> Column:
+        return Column(
+            key,
+            key,
+            [
+                RequestResult([(t, FRAME_BYTES)], t + 1, engine_ttfa=e)
+                for t, e in zip(ttfas, engine or [None] * len(ttfas), strict=True)
+            ],
+        )
 
-    engine = column("engine", [0.10, 0.30, 0.20])
-    wyoming = column("wyoming", [0.11, 0.33, 0.22])
-    assert ttfa_over_engine(wyoming, engine) == pytest.approx(0.02)
+    stdio = column("stdio", [0.12, 0.32, 0.22], engine=[0.10, 0.30, 0.20])
+    wyoming = column("wyoming", [0.11, 0.32, 0.24])
+    assert ttfa_over_engine(wyoming, stdio) == pytest.approx(0.02)
+    assert ttfa_over_engine(stdio, stdio) == pytest.approx(0.02)
     with pytest.raises(ValueError):  # every column has one request per round
-        ttfa_over_engine(column("short", [0.1]), engine)
+        ttfa_over_engine(column("short", [0.1]), stdio)
 
 
 def test_random_codes_fit_the_codec(tiny_custom_voice: Path) -> None:
