@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..engine import Engine, ReplyOptions, VoiceSettings
+from mlx_speechd.engine import Engine, ReplyOptions, VoiceSettings
+
 from .measure import Recorder, RequestResult
 
 

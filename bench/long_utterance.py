@@ -4,8 +4,10 @@ Three runs, each ours against mlx-audio's, interleaved chunk by chunk (one chunk
 theirs, ...) so that load from other processes hits both alike:
 - `generation`: the whole pipeline (talker + code predictor + decoder) on the benchmark model;
   the talker's own KV cache grows with length in both (the language model needs its context).
-- `decoder`: the same codes through the codec decoder alone: our `StreamingDecoder` (KV cache
-  trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step` (unbounded cache).
+- `decoder`: `frames` frames of codes through the codec decoder alone: our `StreamingDecoder` (KV
+  cache trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step` (unbounded
+  cache). The codes are seeded random codes within the codebook: the decoder's work per frame does
+  not depend on the code values, and the timing needs no generated speech.
 - `decoder_full_transformer`: as `decoder`, with the codec decoder's transformer at Qwen3-TTS's
   real size (8 layers, 512 wide, 16 heads; random weights) and the benchmark model's small conv
   stack, because the tiny model's 1-layer, 32-wide transformer hides what the window changes.
@@ -26,10 +28,11 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.decoder import StreamingDecoder, raw_decoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .baseline import interval_for
 from .measure import FRAME_SECONDS, median
 
@@ -69,6 +72,23 @@ class PointSummary:
 def kv_cache_bytes(caches: list[Any] | None) -> int:
     """Bytes held by a list of KV caches (ours or mlx-lm's `KVCache`)."""
     return sum(c.keys.nbytes + c.values.nbytes for c in caches or [] if c.keys is not None)
+
+
+def our_cache_bytes(decoder: StreamingDecoder) -> int:
+    """Bytes in our decoder's windowed KV cache (read for this chart only; the engine has no use for it)."""
+    return kv_cache_bytes(decoder._caches)  # noqa: SLF001 - no public size; measured here, never changed
+
+
+def their_cache_bytes(decoder: Any) -> int:
+    """Bytes in mlx-audio's codec decoder's streaming KV cache."""
+    return kv_cache_bytes(decoder._transformer_cache)  # noqa: SLF001 - mlx-audio's state, read only
+
+
+def random_codes(decoder: Any, frames: int, seed: int = 0) -> mx.array:
+    """`frames` frames of seeded random codes for `decoder`: shape (1, quantizers, frames)."""
+    config = decoder.config
+    shape = (1, config.num_quantizers, frames)
+    return mx.random.randint(0, config.codebook_size, shape, key=mx.random.key(seed))
 
 
 def copy_decoder(decoder: Any) -> Any:
@@ -138,9 +158,8 @@ def our_generation(
     frames: int,
     voice: str,
     chunk_frames: int,
-    codes: list[mx.array],
 ) -> Iterator[Step]:
-    """Our generation loop (CachePolicy.CHUNK, no runaway guards); appends the codes to `codes`."""
+    """Our generation loop (CachePolicy.CHUNK, no runaway guards)."""
     settings = GenerationSettings(
         ChunkSchedule(frames=chunk_frames),
         GuardSettings(max_silence_seconds=0, repetition_frames=0),
@@ -149,9 +168,7 @@ def our_generation(
     )
     utterance = Utterance(TEXT, voice, "auto", None, None, None)
     for chunk in generate_utterance(model, info, decoder, utterance, settings, lambda: False, frames):
-        if chunk.frames:
-            codes.append(mx.array(chunk.codes))
-        yield chunk.frames, kv_cache_bytes(decoder._caches)
+        yield chunk.frames, our_cache_bytes(decoder)
 
 
 def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
@@ -165,7 +182,7 @@ def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> 
         stream=True,
         streaming_interval=interval_for(chunk_frames),
     ):
-        yield result.token_count, kv_cache_bytes(decoder._transformer_cache)
+        yield result.token_count, their_cache_bytes(decoder)
 
 
 def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
@@ -173,7 +190,7 @@ def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) 
     for start in range(0, codes.shape[2], chunk_frames):
         mx.eval(decoder.step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._caches)
+        yield min(chunk_frames, codes.shape[2] - start), our_cache_bytes(decoder)
 
 
 def control_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
@@ -190,7 +207,7 @@ def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator
     for start in range(0, codes.shape[2], chunk_frames):
         mx.eval(decoder.streaming_step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._transformer_cache)
+        yield min(chunk_frames, codes.shape[2] - start), their_cache_bytes(decoder)
 
 
 def decoder_runs(
@@ -240,21 +257,19 @@ def run_long_utterance(
     Returns {run: {implementation: {"points": [...], "chunks": [...]}}} (the chunks of the first repeat).
     """
     ours = StreamingDecoder(copy_decoder(raw_decoder(model)), info.decoder_window)
-    codes: list[mx.array] = []
 
     def generation(length: int) -> dict[str, list[ChunkSample]]:
-        codes.clear()
         return interleave(
             {
-                "ours": our_generation(model, info, ours, length, voice, chunk_frames, codes),
+                "ours": our_generation(model, info, ours, length, voice, chunk_frames),
                 "mlx_audio": their_generation(model, length, voice, chunk_frames),
             }
         )
 
     generation(4 * chunk_frames)  # warm-up
     runs = {"generation": [generation(frames)]}
-    all_codes = mx.concatenate(codes, axis=1)[None]
     decoder = raw_decoder(model)
+    all_codes = random_codes(decoder, frames)
     runs["decoder"] = [
         decoder_runs(decoder, info.decoder_window, all_codes, chunk_frames) for _ in range(repeats)
     ]

@@ -13,10 +13,11 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import load_model
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.decoder import StreamingDecoder, raw_decoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import load_model
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .baseline import interval_for
 from .measure import process_memory
 from .workers import run_worker, setup_worker_logging, worker_parser, write_result

@@ -13,10 +13,11 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.decoder import StreamingDecoder, raw_decoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .measure import FRAME_SECONDS, median, percentile
 
 TEXT = "The cache policy benchmark sentence."

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.pcm import float_to_pcm16
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.audio.pcm import float_to_pcm16
+from mlx_speechd.engine.decoder import StreamingDecoder, raw_decoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .baseline import interval_for
 from .measure import FRAME_SECONDS, median
 
