@@ -28,7 +28,8 @@ from typing import Any
 
 import mlx.core as mx
 
-from mlx_speechd.engine.decoder import StreamingDecoder, raw_decoder
+from mlx_speechd.engine.adapter import CodecDecoder, Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
 from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
 from mlx_speechd.engine.loader import ModelInfo
 from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
@@ -69,33 +70,23 @@ class PointSummary:
     """Median of chunk time over the control's time for the same chunk (decoder runs only)."""
 
 
-def kv_cache_bytes(caches: list[Any] | None) -> int:
-    """Bytes held by a list of KV caches (ours or mlx-lm's `KVCache`)."""
-    return sum(c.keys.nbytes + c.values.nbytes for c in caches or [] if c.keys is not None)
-
-
-def our_cache_bytes(decoder: StreamingDecoder) -> int:
-    """Bytes in our decoder's windowed KV cache (read for this chart only; the engine has no use for it)."""
-    return kv_cache_bytes(decoder._caches)  # noqa: SLF001 - no public size; measured here, never changed
+def mlx_audio_decoder(model: Qwen3Model) -> Any:
+    """mlx-audio's own codec decoder module (it wraps it in `mx.compile` after loading)."""
+    decoder = model.module.speech_tokenizer.decoder
+    return getattr(decoder.streaming_step, "__self__", decoder)
 
 
 def their_cache_bytes(decoder: Any) -> int:
-    """Bytes in mlx-audio's codec decoder's streaming KV cache."""
-    return kv_cache_bytes(decoder._transformer_cache)  # noqa: SLF001 - mlx-audio's state, read only
+    """Bytes in mlx-audio's codec decoder's streaming KV cache (mlx-lm `KVCache`s)."""
+    caches = decoder._transformer_cache or []  # noqa: SLF001 - mlx-audio's state has no public size; read only
+    return sum(c.keys.nbytes + c.values.nbytes for c in caches if c.keys is not None)
 
 
 def random_codes(decoder: Any, frames: int, seed: int = 0) -> mx.array:
-    """`frames` frames of seeded random codes for `decoder`: shape (1, quantizers, frames)."""
+    """`frames` frames of seeded random codes for mlx-audio's `decoder`: shape (1, quantizers, frames)."""
     config = decoder.config
     shape = (1, config.num_quantizers, frames)
     return mx.random.randint(0, config.codebook_size, shape, key=mx.random.key(seed))
-
-
-def copy_decoder(decoder: Any) -> Any:
-    """A second codec decoder with the same weights and its own streaming state."""
-    other = type(decoder)(decoder.config)
-    other.update(decoder.parameters())
-    return other
 
 
 def interleave(runs: dict[str, Iterator[Step]]) -> dict[str, list[ChunkSample]]:
@@ -152,7 +143,7 @@ def summarize(
 
 
 def our_generation(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     decoder: StreamingDecoder,
     frames: int,
@@ -168,13 +159,13 @@ def our_generation(
     )
     utterance = Utterance(TEXT, voice, "auto", None, None, None)
     for chunk in generate_utterance(model, info, decoder, utterance, settings, lambda: False, frames):
-        yield chunk.frames, our_cache_bytes(decoder)
+        yield chunk.frames, decoder.cache_bytes
 
 
-def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
+def their_generation(model: Qwen3Model, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
     """mlx-audio's `generate(stream=True)` at `chunk_frames` per chunk."""
-    decoder = raw_decoder(model)
-    for result in model.generate(
+    decoder = mlx_audio_decoder(model)
+    for result in model.module.generate(
         TEXT,
         voice=voice,
         lang_code="auto",
@@ -190,7 +181,7 @@ def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) 
     for start in range(0, codes.shape[2], chunk_frames):
         mx.eval(decoder.step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        yield min(chunk_frames, codes.shape[2] - start), our_cache_bytes(decoder)
+        yield min(chunk_frames, codes.shape[2] - start), decoder.cache_bytes
 
 
 def control_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
@@ -213,9 +204,10 @@ def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator
 def decoder_runs(
     decoder: Any, window: int | None, codes: mx.array, chunk_frames: int
 ) -> dict[str, list[ChunkSample]]:
-    """Ours (windowed, on a copy of `decoder`), mlx-audio's `streaming_step`, and the control."""
-    ours = StreamingDecoder(copy_decoder(decoder), window)
-    control = StreamingDecoder(copy_decoder(decoder), window)
+    """Ours (windowed, on a copy of mlx-audio's `decoder`), its `streaming_step`, and the control."""
+    codec = CodecDecoder(decoder)
+    ours = StreamingDecoder(codec.copy(), window)
+    control = StreamingDecoder(codec.copy(), window)
 
     def run(part: mx.array) -> dict[str, list[ChunkSample]]:
         return interleave(
@@ -230,19 +222,19 @@ def decoder_runs(
     return run(codes)
 
 
-def full_size_codec_decoder(model: Any) -> Any:
+def full_size_codec_decoder(model: Qwen3Model) -> Any:
     """The benchmark model's codec decoder config with the transformer at Qwen3-TTS's size (random)."""
     from mlx_audio.tts.models.qwen3_tts.config import Qwen3TTSTokenizerDecoderConfig
     from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizerDecoder
 
-    config = {**vars(model.speech_tokenizer.config.decoder_config), **REAL_CODEC_TRANSFORMER}
+    config = {**vars(model.module.speech_tokenizer.config.decoder_config), **REAL_CODEC_TRANSFORMER}
     decoder = Qwen3TTSSpeechTokenizerDecoder(Qwen3TTSTokenizerDecoderConfig(**config))
     mx.eval(decoder.parameters())
     return decoder
 
 
 def run_long_utterance(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     *,
     frames: int,
@@ -256,7 +248,7 @@ def run_long_utterance(
 
     Returns {run: {implementation: {"points": [...], "chunks": [...]}}} (the chunks of the first repeat).
     """
-    ours = StreamingDecoder(copy_decoder(raw_decoder(model)), info.decoder_window)
+    ours = StreamingDecoder(model.decoder.copy(), info.decoder_window)
 
     def generation(length: int) -> dict[str, list[ChunkSample]]:
         return interleave(
@@ -268,7 +260,7 @@ def run_long_utterance(
 
     generation(4 * chunk_frames)  # warm-up
     runs = {"generation": [generation(frames)]}
-    decoder = raw_decoder(model)
+    decoder = mlx_audio_decoder(model)
     all_codes = random_codes(decoder, frames)
     runs["decoder"] = [
         decoder_runs(decoder, info.decoder_window, all_codes, chunk_frames) for _ in range(repeats)

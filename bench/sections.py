@@ -11,9 +11,13 @@ import argparse
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import report
+
+if TYPE_CHECKING:
+    from mlx_speechd.engine.adapter import Qwen3Model
+    from mlx_speechd.engine.types import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,9 @@ class Context:
     args: argparse.Namespace
     work: Path
     make_model: Callable[[Path, str], str]
-    _loaded: tuple[Any, Any] | None = field(default=None, repr=False)
+    _loaded: tuple[Qwen3Model, ModelInfo] | None = field(default=None, repr=False)
 
-    def loaded(self) -> tuple[Any, Any]:
+    def loaded(self) -> tuple[Qwen3Model, ModelInfo]:
         """The model loaded in this process, (model, ModelInfo), shared by the in-process sections."""
         if self._loaded is None:
             from mlx_speechd.engine.loader import load_model

@@ -21,9 +21,8 @@ from setuptools import find_packages
 
 from bench.compare import ttfa_over_engine
 from bench.http_bench import server_available
-from bench.long_utterance import random_codes
+from bench.long_utterance import mlx_audio_decoder, random_codes
 from bench.measure import FRAME_BYTES, Column, RequestResult, percentile
-from mlx_speechd.engine.decoder import raw_decoder
 from mlx_speechd.engine.loader import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +140,7 @@ def test_ttfa_over_engine_pairs_requests_by_round() -> None:
 
 def test_random_codes_fit_the_codec(tiny_custom_voice: Path) -> None:
     model, _ = load_model(str(tiny_custom_voice))
-    decoder = raw_decoder(model)
+    decoder = mlx_audio_decoder(model)
     codes = random_codes(decoder, 30)
     config = decoder.config
     assert codes.shape == (1, config.num_quantizers, 30)
