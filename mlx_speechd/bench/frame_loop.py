@@ -17,12 +17,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.fast_generation import generate_utterance_fast, sampling_for
-from ..engine.fast_predictor import CompiledCodePredictor
+from ..engine.adapter import Qwen3Model
+from ..engine.decoder import StreamingDecoder
+from ..engine.fast_generation import generate_utterance_fast
 from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo, load_model
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from ..engine.loader import load_model
+from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings, ModelInfo
 
 
 class SilentDecoder(StreamingDecoder):
@@ -35,25 +35,22 @@ class SilentDecoder(StreamingDecoder):
         return mx.zeros((codes.shape[2] * self.upsample,))
 
 
-def _variants(model: Any, info: ModelInfo, frames: int) -> dict[str, Callable[[], None]]:
+def _variants(model: Qwen3Model, info: ModelInfo, frames: int) -> dict[str, Callable[[], None]]:
     settings = GenerationSettings(ChunkSchedule(), GuardSettings(), CachePolicy.LIMIT, 1 << 30)
     utt = Utterance("Hello there, this is a frame loop benchmark.", "ryan", "auto", None, None, None)
-    sampling = sampling_for(model, cloning=False)
-    predictor = CompiledCodePredictor(model, sampling.temperature, sampling.top_k, sampling.top_p)
-    real = StreamingDecoder(raw_decoder(model), info.decoder_window)
-    silent = SilentDecoder(raw_decoder(model), info.decoder_window)
+    real = StreamingDecoder(model.decoder, info.decoder_window)
+    silent = SilentDecoder(model.decoder, info.decoder_window)
 
     def ours(decoder: StreamingDecoder, fast: bool) -> Callable[[], None]:
         def run() -> None:
             loop = generate_utterance_fast if fast else generate_utterance
-            extra = {"predictor": predictor} if fast else {}
-            chunks = list(loop(model, info, decoder, utt, settings, lambda: False, frames, **extra))
+            chunks = list(loop(model, info, decoder, utt, settings, lambda: False, frames))
             assert sum(c.frames for c in chunks) == frames, "use a model that never emits EOS"
 
         return run
 
     def upstream() -> None:
-        results = list(model.generate(utt.text, voice="ryan", max_tokens=frames))
+        results = list(model.module.generate(utt.text, voice="ryan", max_tokens=frames))
         assert sum(r.token_count for r in results) == frames
 
     return {
@@ -73,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     model, info = load_model(args.model)
     # mlx-audio's generate decodes once at the end; silence it too for the "gen" comparison.
-    model._decode_generated_codes = lambda codes, **_: mx.zeros((len(codes) * 1920,))  # noqa: SLF001
+    silence: Any = lambda codes, **_: mx.zeros((len(codes) * model.decoder.total_upsample,))  # noqa: E731
+    model.module._decode_generated_codes = silence  # noqa: SLF001
     variants = _variants(model, info, args.frames)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for run in variants.values():

@@ -1,55 +1,30 @@
-"""The faster single-stream frame loop: same chunks as `generate_utterance`, less waiting.
+"""The faster single-stream frame loop: the same chunks as `generate_utterance`, less waiting.
 
 Three changes, none of which alters the output for the same seed:
-- the code predictor's 15 passes run as one compiled function (`CompiledCodePredictor`);
+- the code predictor's 15 passes run as one compiled function (`Qwen3Model.code_predictor`);
 - frames are pipelined: frame n+1's graph is built and queued (`mx.async_eval`) before
   the loop waits for frame n, so EOS is seen one frame late and the extra frame is dropped
-  (the random draws happen in the same order, as they are taken when a graph is built);
-- the repetition-penalty history stays on the device as per-code counts over the last
-  64 frames, so sampling needs no host round trip.
+  (random draws happen in the same order: they are taken when a graph is built);
+- the repetition-penalty history stays on the device (the last 64 first codes), so
+  sampling needs no host round trip.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import mlx.core as mx
 
+from .adapter import Qwen3Model, penalize
 from .decoder import StreamingDecoder
-from .fast_predictor import CompiledCodePredictor
-from .generation import GeneratedChunk, GenerationSettings, Utterance, _decode, _prepare
+from .generation import FrameObserver, GeneratedChunk, GenerationSettings, Utterance, _decode, _log_end
 from .guards import RunawayGuard, frame_cap
-from .loader import ModelInfo
-
-_LOGGER = logging.getLogger(__name__)
+from .types import ModelInfo
 
 REPETITION_CONTEXT = 64
-"""Frames of history the repetition penalty looks at (mlx-audio's `repetition_context_size`)."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float
-    top_k: int
-    top_p: float
-    repetition_penalty: float
-
-
-def sampling_for(model: Any, cloning: bool) -> Sampling:
-    """The model's generation settings; a clone gets a repetition penalty of at least 1.5, as upstream."""
-    options = model._resolve_generation_options(None, None, None, None, None)  # noqa: SLF001  (moves into the adapter)
-    penalty = options["repetition_penalty"]
-    return Sampling(
-        options["temperature"],
-        options["top_k"],
-        options["top_p"],
-        max(penalty, 1.5) if cloning else penalty,
-    )
+"""First codes the repetition penalty looks back at (mlx-audio's `repetition_context_size`)."""
 
 
 @dataclass(frozen=True)
@@ -65,68 +40,55 @@ class _Frame:
 class _FrameBuilder:
     """Builds one frame's lazy graph at a time, keeping the talker cache and the penalty history."""
 
-    def __init__(
-        self,
-        model: Any,
-        predictor: CompiledCodePredictor,
-        sampling: Sampling,
-        trailing: mx.array,
-        pad_embed: mx.array,
-    ) -> None:
-        talker_config = model.config.talker_config
+    def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
         self._model = model
-        self._predictor = predictor
-        self._sampling = sampling
-        self._trailing = trailing
-        self._pad_embed = pad_embed
-        self._suppress = model._suppress_codec_tokens(talker_config.codec_eos_token_id)  # noqa: SLF001  (moves into the adapter)
-        self._cache = model.talker.make_cache()
-        self._vocab = mx.arange(talker_config.vocab_size)
-        self._counts = mx.zeros((talker_config.vocab_size,), mx.int32)
-        self._recent: deque[mx.array] = deque()
-
-    def build(self, step: int, input_embeds: mx.array) -> _Frame:
-        logits, hidden = self._model.talker(input_embeds, cache=self._cache)
-        logits = self._penalize(logits[:, -1:, :])
-        s = self._sampling
-        token = self._model._sample_token(  # noqa: SLF001  (moves into the adapter)
-            logits,
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            repetition_penalty=s.repetition_penalty,
-            suppress_tokens=self._suppress,
+        self._sampling = model.sampling(cloning=utt.ref_audio is not None and bool(utt.ref_text))
+        self._predict = model.code_predictor(self._sampling)
+        prompt = model.prepare(
+            utt.text,
+            language=utt.language,
+            speaker=utt.speaker,
+            instruct=utt.instruct,
+            ref_audio=utt.ref_audio,
+            ref_text=utt.ref_text,
         )
-        codes, codec_embed = self._predictor(token, hidden)
-        text_embed = (
-            self._trailing[:, step : step + 1, :] if step < self._trailing.shape[1] else self._pad_embed
-        )
-        self._remember(token)
-        return _Frame(token, codes, text_embed + codec_embed)
+        decoder.reset()
+        if prompt.ref_codes is not None and decoder.window:
+            # Prime the decoder with the end of the reference so the clone continues it seamlessly.
+            mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+        self.prefill = prompt.embeds
+        self._trailing = prompt.trailing
+        self._pad = prompt.pad
+        self._caches = model.new_caches()
+        self._history = mx.full((1, REPETITION_CONTEXT), -1, mx.int32)
+        self._slots = mx.arange(REPETITION_CONTEXT)[None, :]
 
-    def _penalize(self, logits: mx.array) -> mx.array:
-        """mlx-audio's penalty on every code among the last 64 frames' first codes."""
-        penalty = self._sampling.repetition_penalty
-        if not self._recent or penalty == 1.0:
-            return logits
-        penalized = mx.where(logits < 0, logits * penalty, logits / penalty)
-        return mx.where(self._counts > 0, penalized, logits)
-
-    def _remember(self, token: mx.array) -> None:
-        hit = (self._vocab == token[0, 0]).astype(mx.int32)
-        self._counts = self._counts + hit
-        self._recent.append(hit)
-        if len(self._recent) > REPETITION_CONTEXT:
-            self._counts = self._counts - self._recent.popleft()
+    def build(self, step: int, embeds: mx.array) -> _Frame:
+        logits, hidden = self._model.talker_step(embeds, self._caches)
+        logits = logits[:, -1, :]
+        if step and self._sampling.repetition_penalty != 1.0:
+            logits = penalize(logits, self._history, self._sampling.repetition_penalty)
+        token = self._model.sample(logits[:, None, :], self._sampling, [])
+        codes, codec_embeds = self._predict(token, hidden[:, -1:, :])
+        self._history = mx.where(self._slots == step % REPETITION_CONTEXT, token, self._history)
+        text = self._trailing[:, step : step + 1, :] if step < self._trailing.shape[1] else self._pad
+        return _Frame(token, codes, text + codec_embeds)
 
 
 class _Collector:
     """Takes resolved frames: ends on EOS or a guard, decodes chunks on the schedule."""
 
-    def __init__(self, decoder: StreamingDecoder, settings: GenerationSettings, eos: int) -> None:
+    def __init__(
+        self,
+        model: Qwen3Model,
+        decoder: StreamingDecoder,
+        settings: GenerationSettings,
+        on_frames: FrameObserver | None,
+    ) -> None:
+        self._eos = model.eos_token
         self._decoder = decoder
         self._settings = settings
-        self._eos = eos
+        self._on_frames = on_frames
         self._guard = RunawayGuard(settings.guards)
         self._pending: list[mx.array] = []
         self._index = 0
@@ -145,9 +107,9 @@ class _Collector:
         return chunk, self._guard.add_audio(chunk.audio)
 
     def flush(self, finish: str | None = None) -> GeneratedChunk:
-        audio, codes = _decode(self._decoder, self._pending, self._settings)
+        audio = _decode(self._decoder, self._pending, self._settings, self._on_frames)
         now = time.perf_counter()
-        chunk = GeneratedChunk(audio, codes, len(self._pending), now - self._started, finish)
+        chunk = GeneratedChunk(audio, len(self._pending), now - self._started, finish)
         self._index += 1
         self._started = now
         self._pending = []
@@ -155,25 +117,22 @@ class _Collector:
 
 
 def generate_utterance_fast(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     decoder: StreamingDecoder,
     utt: Utterance,
     settings: GenerationSettings,
     cancelled: Callable[[], bool],
     max_frames: int | None = None,
-    predictor: CompiledCodePredictor | None = None,
+    on_frames: FrameObserver | None = None,
 ) -> Iterator[GeneratedChunk]:
-    """`generate_utterance` with the compiled predictor and pipelined frames: the same chunks, seed for seed.
-
-    `predictor` should be made once per model and sampling settings (compiling costs a trace).
-    """
+    """`generate_utterance` with the compiled predictor and pipelined frames: the same chunks per seed."""
     cap = max_frames or frame_cap(utt.text, settings.guards, info.max_frames)
-    builder, input_embeds = _start(model, decoder, utt, predictor)
-    collector = _Collector(decoder, settings, model.config.talker_config.codec_eos_token_id)
+    builder = _FrameBuilder(model, decoder, utt)
+    collector = _Collector(model, decoder, settings, on_frames)
     if cancelled():
         return
-    frame = builder.build(0, input_embeds)
+    frame = builder.build(0, builder.prefill)
     mx.async_eval(frame.token, frame.codes, frame.next_input)
     finish: str | None = None
     for step in range(cap):
@@ -190,34 +149,6 @@ def generate_utterance_fast(
             break
         frame = following
     finish = finish or "frame-cap"
-    _log_finish(finish, cap, max_frames, utt)
+    _log_end(finish, utt.text, cap, quiet=max_frames is not None)
     if not cancelled():
         yield collector.flush(finish)
-
-
-def _start(
-    model: Any, decoder: StreamingDecoder, utt: Utterance, predictor: CompiledCodePredictor | None
-) -> tuple[_FrameBuilder, mx.array]:
-    """Prefill inputs and a frame builder for `utt`; the decoder reset (and primed, for a clone)."""
-    sampling = sampling_for(model, cloning=utt.ref_audio is not None and bool(utt.ref_text))
-    if predictor is None or predictor.settings != (sampling.temperature, sampling.top_k, sampling.top_p):
-        predictor = CompiledCodePredictor(model, sampling.temperature, sampling.top_k, sampling.top_p)
-    input_embeds, trailing, pad_embed, ref_codes = _prepare(model, utt)
-    decoder.reset()
-    if ref_codes is not None and decoder.window:
-        # Prime the decoder with the end of the reference so the clone continues it seamlessly.
-        mx.eval(decoder.step(ref_codes[:, :, -decoder.window :]))
-    return _FrameBuilder(model, predictor, sampling, trailing, pad_embed), input_embeds
-
-
-def _log_finish(finish: str, cap: int, max_frames: int | None, utt: Utterance) -> None:
-    if finish == "frame-cap":
-        _LOGGER.log(
-            logging.DEBUG if max_frames else logging.WARNING,
-            "Stopped after %d frames (the cap for %d characters of text): %r",
-            cap,
-            len(utt.text),
-            utt.text[:60],
-        )
-    elif finish != "eos":
-        _LOGGER.warning("Ended an utterance early: %s: %r", finish, utt.text[:60])
