@@ -281,7 +281,7 @@ class Qwen3Model:
         if key not in self._predictors:
 
             def predict(first: mx.array, hidden: mx.array) -> tuple[mx.array, mx.array]:
-                def sample(logits: mx.array) -> mx.array:
+                def sample(_: int, logits: mx.array) -> mx.array:
                     token: mx.array = self.module._sample_token_batch(  # noqa: SLF001
                         logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
                     )
@@ -314,11 +314,9 @@ class Qwen3Model:
                 split = [mx.random.split(keys[b], steps + 2) for b in range(keys.shape[0])]
                 logits = mx.where(self._suppress, mx.array(-mx.inf, logits.dtype), logits)
                 first = sample_rows(penalize(logits, history, penalty), [k[1] for k in split], sampling)
-                step = iter(range(2, steps + 2))
 
-                def sample(step_logits: mx.array) -> mx.array:
-                    index = next(step)
-                    return sample_rows(step_logits[:, -1, :], [k[index] for k in split], sampling)
+                def sample(group: int, step_logits: mx.array) -> mx.array:
+                    return sample_rows(step_logits[:, -1, :], [k[group + 1] for k in split], sampling)
 
                 codes, embeds = self._predict(first, hidden, sample)
                 written = mx.arange(history.shape[1])[None, :] == slots[:, None]
@@ -334,9 +332,12 @@ class Qwen3Model:
         return self._keyed[sampling]
 
     def _predict(
-        self, first: mx.array, hidden: mx.array, sample: Callable[[mx.array], mx.array]
+        self, first: mx.array, hidden: mx.array, sample: Callable[[int, mx.array], mx.array]
     ) -> tuple[mx.array, mx.array]:
-        """The code predictor for one frame, with a fresh cache (its Python-int offsets trace alike)."""
+        """The code predictor for one frame; `sample(group, logits)` draws groups 1..15.
+
+        A fresh cache every call: its Python-int offsets are then the same in every trace.
+        """
         talker = self.module.talker
         predictor = talker.code_predictor
         cache = predictor.make_cache()
@@ -347,7 +348,7 @@ class Qwen3Model:
             if index:
                 code_input = predictor.codec_embedding[index - 1](codes[-1])
             logits, _, _ = predictor(code_input, cache=cache, generation_step=index)
-            codes.append(sample(logits))
+            codes.append(sample(index + 1, logits))
         for index, code in enumerate(codes[1:]):
             embeds = embeds + predictor.codec_embedding[index](code)
         return mx.concatenate(codes, axis=1), embeds
