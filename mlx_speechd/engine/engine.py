@@ -16,7 +16,8 @@ from ..audio.pcm import float_to_pcm16, silence
 from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
 from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
-from .generation import GenerationSettings, Utterance, generate_utterance
+from .fast_generation import generate_utterance_fast
+from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
@@ -247,7 +248,7 @@ class Engine:
         mx.reset_peak_memory()
         utterance = self._utterance(runtime.model, options.voice, text)
         reason = "cancelled"
-        for chunk in generate_utterance(
+        for chunk in generate_utterance_fast(
             runtime.model,
             self.info,
             runtime.decoder,
@@ -303,7 +304,7 @@ class Engine:
         except InvalidRequestError:  # a Base model without reference audio: warm up unconditioned
             voice = VoiceSettings(language="auto")
         frames = runtime.settings.schedule.size(0) + runtime.settings.schedule.size(1)
-        for _ in generate_utterance(
+        for _ in generate_utterance_fast(
             runtime.model,
             self.info,
             runtime.decoder,
