@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from mlx_speechd.engine.types import InvalidRequestError, UnknownVoiceError
+from mlx_speechd.errors import InvalidRequestError, UnknownVoiceError
 from mlx_speechd.fingerprint import model_fingerprint
 from mlx_speechd.voices import VoiceKind, VoiceLibrary, VoiceParams, check_name
 from mlx_speechd.voices.cli import voices_dir
