@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 from .config import CONFIG_ENV, ENV_PREFIX, AppendOverride, ConfigError, apply_defaults, format_config
@@ -29,6 +30,7 @@ from .settings import (
     WyomingSettings,
     parse_device,
 )
+from .voices.store import default_voices_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,13 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="Hugging Face repo id or local folder of a Qwen3-TTS 12Hz model",
+        action=AppendOverride,
+        default=[DEFAULT_MODEL],
+        help="Hugging Face repo id or local folder of a Qwen3-TTS 12Hz model; repeat it to serve several "
+        "models (the first is the default; each voice goes to the model that speaks it)",
     )
     model.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation at start")
 
     voice = parser.add_argument_group("voice")
-    voice.add_argument("--voice", help="preset speaker of a CustomVoice model (e.g. ryan)")
+    voice.add_argument(
+        "--voice", help="preset speaker of a CustomVoice model (e.g. ryan) or a voice library name"
+    )
     voice.add_argument("--language", default="auto", help="language name or code (auto, english, en, ...)")
     voice.add_argument(
         "--instruct",
@@ -63,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--ref-audio", help="reference recording to clone (Base models)")
     voice.add_argument("--ref-text", help="transcript of --ref-audio (Base models)")
     voice.add_argument("--seed", type=int, help="random seed for reproducible audio")
+    voice.add_argument(
+        "--voices-dir",
+        metavar="DIR",
+        help=f"voice library folder, whose voices are served by name (default: {default_voices_dir()})",
+    )
 
     stream = parser.add_argument_group("streaming")
     stream.add_argument(
@@ -171,8 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     """Raises ValueError for settings the engine rejects."""
+    models = list(dict.fromkeys(args.model)) or [DEFAULT_MODEL]
     return EngineConfig(
-        model=args.model,
+        model=models[0],
+        extra_models=tuple(models[1:]),
+        voices_dir=Path(args.voices_dir).expanduser() if args.voices_dir else default_voices_dir(),
         voice=VoiceSettings(
             speaker=args.voice,
             language=args.language,

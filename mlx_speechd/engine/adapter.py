@@ -19,13 +19,15 @@ import numpy as np
 from mlx_audio.lm.models.cache import BatchKVCache
 from mlx_audio.lm.sample_utils import apply_top_k, apply_top_p
 
-from ..errors import ModelLoadError
+from ..errors import InvalidRequestError, ModelLoadError
 from .types import ModelInfo, Variant
 
 _REF_ROLE_TOKENS = 3
 """`<|im_start|>assistant\\n` in front of a transcript (mlx-audio slices the prompt by position)."""
 _REF_END_TOKENS = 2
 """`<|im_end|>\\n` after a transcript."""
+_STREAMING_BUFFERS = ("_buffer", "_overflow")
+"""The attributes in which mlx-audio's codec decoder modules keep their streaming state."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,23 @@ class Prompt:
     """Text-side embedding once the trailing text is used up."""
     ref_codes: mx.array | None
     """Reference codes [1, groups, n] when cloning (the decoder is primed with their end)."""
+
+
+@dataclass(frozen=True)
+class ClonePrompt:
+    """The per-voice, per-model part of a cloning prompt, computed once (`Qwen3Model.clone_prompt`)."""
+
+    speaker_embedding: mx.array | None
+    """[1, enc_dim] from the speaker encoder; None if the model has none."""
+    ref_codes: mx.array | None
+    """[1, code_groups, frames] codec codes of the reference; None for speaker-embedding-only cloning."""
+    ref_text_ids: mx.array | None
+    """[1, n] token ids of the transcript; None for speaker-embedding-only cloning."""
+
+    @property
+    def in_context(self) -> bool:
+        """In-context cloning (reference codes and transcript), not the speaker embedding alone."""
+        return self.ref_codes is not None and self.ref_text_ids is not None
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,31 @@ class CodecDecoder:
     def reset(self) -> None:
         """Forget the convolution state of the previous utterance."""
         self._decoder.reset_streaming_state()
+
+    def streaming_state(self) -> dict[str, mx.array]:
+        """The convolutions' streaming tails by module path (MLX arrays are immutable: no copy needed).
+
+        Found the way mlx-audio's `reset_streaming_state` finds them: modules with `reset_state`,
+        their `_buffer` (causal convolutions) and `_overflow` (transposed convolutions).
+        """
+        state = {}
+        for path, module in self._streaming_modules():
+            for attr in _STREAMING_BUFFERS:
+                value = getattr(module, attr, None)
+                if value is not None:
+                    state[f"{path}.{attr}"] = value
+        return state
+
+    def restore_streaming_state(self, state: dict[str, mx.array]) -> None:
+        """Reset, then put back tails saved by `streaming_state`."""
+        self.reset()
+        for path, module in self._streaming_modules():
+            for attr in _STREAMING_BUFFERS:
+                if f"{path}.{attr}" in state:
+                    setattr(module, attr, state[f"{path}.{attr}"])
+
+    def _streaming_modules(self) -> list[tuple[str, Any]]:
+        return [(path, m) for path, m in self._decoder.named_modules() if hasattr(m, "reset_state")]
 
     def embed(self, codes: mx.array, *, streaming: bool) -> mx.array:
         """Codes [1, groups, n] to the transformer's input [1, n, width] (`streaming` keeps conv state)."""
@@ -386,17 +430,155 @@ class Qwen3Model:
         audio: mx.array = load_audio(path, sample_rate=self.module.sample_rate)
         return audio
 
-    def reference_codes(self, audio: np.ndarray) -> mx.array:
+    @property
+    def can_clone(self) -> bool:
+        """Whether the model clones voices: a Base model with a speaker encoder."""
+        return self.module.speaker_encoder is not None
+
+    def reference_codes(self, audio: mx.array) -> mx.array:
         """Encode mono reference samples to codec codes [1, groups, n] (needs the codec encoder)."""
-        codes: mx.array = self.module.speech_tokenizer.encode(mx.array(audio)[None, None, :])
+        codes: mx.array = self.module.speech_tokenizer.encode(audio[None, None, :])
         return codes
 
-    def speaker_embedding(self, audio: np.ndarray) -> mx.array:
+    def speaker_embedding(self, audio: mx.array) -> mx.array:
         """The speaker encoder's embedding [1, width] of mono reference samples (Base models)."""
-        embedding: mx.array = self.module.extract_speaker_embedding(mx.array(audio))
+        embedding: mx.array = self.module.extract_speaker_embedding(audio)
         return embedding
 
     def transcript_ids(self, text: str) -> mx.array:
         """Text token ids [1, n] of a reference transcript, as in-context cloning feeds them."""
         ids = self.module.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n")
         return mx.array(ids)[None, _REF_ROLE_TOKENS:-_REF_END_TOKENS]
+
+    def clone_prompt(self, audio: np.ndarray | mx.array, ref_text: str | None) -> ClonePrompt:
+        """Encode 24 kHz mono reference `audio` once: in-context with `ref_text`, else speaker embedding only.
+
+        Raises InvalidRequestError when the model lacks what that needs (a codec encoder, a speaker encoder).
+        """
+        ref_audio = mx.array(audio, dtype=mx.float32) if isinstance(audio, np.ndarray) else audio
+        embedding = self.speaker_embedding(ref_audio) if self.can_clone else None
+        if ref_text is None:
+            if embedding is None:
+                raise InvalidRequestError(
+                    "this model has no speaker encoder: it cannot clone from a speaker embedding"
+                )
+            mx.eval(embedding)
+            return ClonePrompt(embedding, None, None)
+        if not self.module.speech_tokenizer.has_encoder:
+            raise InvalidRequestError("this model's codec has no encoder: it cannot clone from a reference")
+        codes, ids = self.reference_codes(ref_audio), self.transcript_ids(ref_text)
+        mx.eval(codes, ids, *([] if embedding is None else [embedding]))
+        return ClonePrompt(embedding, codes, ids)
+
+    def prepare_clone(self, text: str, clone: ClonePrompt, *, language: str) -> Prompt:
+        """The prompt for speaking `text` with a precomputed `clone` prompt.
+
+        Bit-identical to `prepare(text, ref_audio=..., ref_text=...)` for the reference `clone` was
+        computed from (mlx-audio 0.6.2's `_prepare_icl_generation_inputs`, or `_prepare_generation_inputs`
+        with reference audio alone), without encoding the reference again.
+        """
+        if clone.ref_codes is not None and clone.ref_text_ids is not None:
+            embeds = _in_context_embeds(self.module, clone, text, language)
+            pad = _tts_special_embeds(self.module)[2]
+            return Prompt(embeds, pad, pad, clone.ref_codes)
+        embeds, trailing, pad = _speaker_only_inputs(self.module, clone.speaker_embedding, text, language)
+        return Prompt(embeds, trailing, pad, None)
+
+
+# ---- the cloning prompt layout, line for line as mlx-audio 0.6.2 builds it after its encoding steps ----
+
+
+def _in_context_embeds(model: Any, clone: ClonePrompt, text: str, language: str) -> mx.array:
+    """`_prepare_icl_generation_inputs`: role | codec prefix | ref+target text+eos | codec bos+ref codes."""
+    assert clone.ref_codes is not None and clone.ref_text_ids is not None
+    config = model.config.talker_config
+    talker = model.talker
+    target_ids = mx.array(
+        model.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")
+    )[None, :]
+    text_ids = target_ids[:, 3:-5]
+    bos_embed, eos_embed, pad_embed = _tts_special_embeds(model)
+
+    text_embed = talker.text_projection(
+        talker.get_text_embeddings()(mx.concatenate([clone.ref_text_ids, text_ids], axis=1))
+    )
+    text_embed = mx.concatenate([text_embed, eos_embed], axis=1)
+    ref_codes = clone.ref_codes
+    ref_codec_embed = talker.get_input_embeddings()(ref_codes[:, 0, :])
+    for i in range(config.num_code_groups - 1):
+        ref_codec_embed = ref_codec_embed + talker.code_predictor.codec_embedding[i](ref_codes[:, i + 1, :])
+    codec_bos_embed = talker.get_input_embeddings()(mx.array([[config.codec_bos_id]]))
+    codec_embed = mx.concatenate([codec_bos_embed, ref_codec_embed], axis=1)
+    codec_pad_embed = talker.get_input_embeddings()(mx.array([[config.codec_pad_id]]))
+    hidden = codec_pad_embed.shape[-1]
+    icl_embed = mx.concatenate(
+        [
+            text_embed + mx.broadcast_to(codec_pad_embed, (1, text_embed.shape[1], hidden)),
+            codec_embed + mx.broadcast_to(pad_embed, (1, codec_embed.shape[1], hidden)),
+        ],
+        axis=1,
+    )
+    codec_prefix, _ = _codec_prefix(model, language, clone.speaker_embedding)
+    role_embed = talker.text_projection(talker.get_text_embeddings()(target_ids[:, :3]))
+    return mx.concatenate(
+        [role_embed, _prefix_overlay(codec_prefix, bos_embed, pad_embed), icl_embed], axis=1
+    )
+
+
+def _speaker_only_inputs(
+    model: Any, speaker_embedding: mx.array | None, text: str, language: str
+) -> tuple[mx.array, mx.array, mx.array]:
+    """`_prepare_generation_inputs` for a reference alone (no speaker, no instruct)."""
+    talker = model.talker
+    input_ids = mx.array(
+        model.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")
+    )[None, :]
+    text_embed = talker.text_projection(talker.get_text_embeddings()(input_ids))
+    bos_embed, eos_embed, pad_embed = _tts_special_embeds(model)
+    codec_prefix, codec_suffix = _codec_prefix(model, language, speaker_embedding)
+    input_embeds = mx.concatenate(
+        [text_embed[:, :3, :], _prefix_overlay(codec_prefix, bos_embed, pad_embed)], axis=1
+    )
+    full_text_embed = mx.concatenate([text_embed[:, 3:-5, :], eos_embed], axis=1)
+    input_embeds = mx.concatenate(
+        [input_embeds, full_text_embed + codec_suffix[:, :1, :], pad_embed + codec_suffix[:, 1:, :]], axis=1
+    )
+    return input_embeds, pad_embed, pad_embed
+
+
+def _tts_special_embeds(model: Any) -> tuple[mx.array, mx.array, mx.array]:
+    """The text-side bos, eos and pad embeddings."""
+    tokens = mx.array(
+        [[model.config.tts_bos_token_id, model.config.tts_eos_token_id, model.config.tts_pad_token_id]]
+    )
+    embeds = model.talker.text_projection(model.talker.get_text_embeddings()(tokens))
+    return embeds[:, 0:1, :], embeds[:, 1:2, :], embeds[:, 2:3, :]
+
+
+def _codec_prefix(model: Any, language: str, speaker_embedding: mx.array | None) -> tuple[mx.array, mx.array]:
+    """Codec-side prefix (think/nothink, language, speaker, pad, bos) and its pad+bos suffix alone."""
+    config = model.config.talker_config
+    embed = model.talker.get_input_embeddings()
+    language_id = None
+    if (
+        language.lower() != "auto"
+        and config.codec_language_id
+        and language.lower() in config.codec_language_id
+    ):
+        language_id = config.codec_language_id[language.lower()]
+    if language_id is None:
+        ids = [config.codec_nothink_id, config.codec_think_bos_id, config.codec_think_eos_id]
+    else:
+        ids = [config.codec_think_id, config.codec_think_bos_id, language_id, config.codec_think_eos_id]
+    prefix = embed(mx.array([ids]))
+    suffix = embed(mx.array([[config.codec_pad_id, config.codec_bos_id]]))
+    if speaker_embedding is None:
+        return mx.concatenate([prefix, suffix], axis=1), suffix
+    speaker = speaker_embedding.astype(prefix.dtype).reshape(1, 1, -1)
+    return mx.concatenate([prefix, speaker, suffix], axis=1), suffix
+
+
+def _prefix_overlay(codec_prefix: mx.array, bos_embed: mx.array, pad_embed: mx.array) -> mx.array:
+    """Text pads then text bos, over the codec prefix without its last (bos) position."""
+    pads = mx.broadcast_to(pad_embed, (1, codec_prefix.shape[1] - 2, pad_embed.shape[-1]))
+    return mx.concatenate([pads, bos_embed], axis=1) + codec_prefix[:, :-1, :]

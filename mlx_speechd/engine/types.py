@@ -74,6 +74,12 @@ class VoiceSettings:
     ref_audio: str | ReferenceAudio | None = None
     """A file path, or samples in memory."""
     ref_text: str | None = None
+    library: str | None = None
+    """Set by the engine: the name of the library voice this is (its saved prompt is used)."""
+    model: str | None = None
+    """Set by the engine: the loaded model (`ModelInfo.name`) that speaks this voice."""
+    seed: int | None = None
+    """Set by the engine: a designed library voice's seed, used when the reply gives none."""
 
     def over(self, defaults: VoiceSettings) -> VoiceSettings:
         """These settings, with unset fields taken from `defaults`."""
@@ -125,6 +131,11 @@ class EngineConfig:
     """Everything the engine needs to know at start-up."""
 
     model: str = DEFAULT_MODEL
+    """The default model: requests that name no voice are spoken by it."""
+    extra_models: tuple[str, ...] = ()
+    """More models served beside `model`; each voice goes to the model that speaks it."""
+    voices_dir: Path | None = None
+    """The voice library folder (read afresh on every request); None serves no library voices."""
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
     guards: GuardSettings = field(default_factory=GuardSettings)
@@ -134,6 +145,29 @@ class EngineConfig:
     """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
     max_text_chars: int = 10000
     warmup: bool = True
+
+    def __post_init__(self) -> None:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"a model is given twice: {', '.join(self.models)}")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model to load, the default first."""
+        return (self.model, *self.extra_models)
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    """A voice clients may ask for by name, as `describe` lists it."""
+
+    name: str
+    model: str
+    """The loaded model that speaks it."""
+    description: str
+    languages: tuple[str, ...]
+    """Language names it speaks: its model's (with 'auto') unless made for one."""
+    kind: str
+    """'preset' (a CustomVoice speaker), 'model' (the default model's own voice), or a library kind."""
 
 
 @dataclass(frozen=True)
