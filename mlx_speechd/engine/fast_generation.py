@@ -19,7 +19,15 @@ import mlx.core as mx
 
 from .adapter import Qwen3Model, penalize
 from .decoder import StreamingDecoder
-from .generation import FrameObserver, GeneratedChunk, GenerationSettings, Utterance, _decode, _log_end
+from .generation import (
+    FrameObserver,
+    GeneratedChunk,
+    GenerationSettings,
+    Utterance,
+    _decode,
+    _log_end,
+    start_utterance,
+)
 from .guards import RunawayGuard, frame_cap
 from .types import ModelInfo
 
@@ -42,20 +50,9 @@ class _FrameBuilder:
 
     def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
         self._model = model
-        self._sampling = model.sampling(cloning=utt.ref_audio is not None and bool(utt.ref_text))
+        self._sampling = model.sampling(cloning=utt.in_context_clone)
         self._predict = model.code_predictor(self._sampling)
-        prompt = model.prepare(
-            utt.text,
-            language=utt.language,
-            speaker=utt.speaker,
-            instruct=utt.instruct,
-            ref_audio=utt.ref_audio,
-            ref_text=utt.ref_text,
-        )
-        decoder.reset()
-        if prompt.ref_codes is not None and decoder.window:
-            # Prime the decoder with the end of the reference so the clone continues it seamlessly.
-            mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+        prompt = start_utterance(model, decoder, utt)
         self.prefill = prompt.embeds
         self._trailing = prompt.trailing
         self._pad = prompt.pad
