@@ -13,6 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
+from ..cache import CacheKey
 from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
 from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
@@ -20,6 +21,7 @@ from .generation import GenerationSettings, Utterance, generate_utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
+from .sentence_cache import SentenceCache, replay_chunks
 from .types import EngineConfig, ModelInfo, ReferenceAudio, ReplyOptions, Variant, VoiceSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Engine:
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._thread_main, name="mlx-engine", daemon=True)
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
+        self._cache: SentenceCache | None = None
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
@@ -177,6 +180,8 @@ class Engine:
         while (job := self._take()) is not None:
             self._serve_one(runtime, job)
         self._ref_audio.clear()
+        if self._cache is not None:
+            self._cache.close()
 
     def _load(self) -> _Runtime:
         model, self._info = load_model(self.config.model)
@@ -199,6 +204,9 @@ class Engine:
             ", ".join(self.voices),
         )
         self._check_default_voice()
+        self._cache = SentenceCache.open(
+            self.config.audio_cache, self._info.path, window, lambda cloning: model.sampling(cloning=cloning)
+        )
         if self.config.warmup:
             self._warm_up(runtime)
         return runtime
@@ -242,11 +250,16 @@ class Engine:
             job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
             job.emit(silence(options.sentence_pause), index, 0, 0.0)
+        key = self._cache.key(options, index, text) if self._cache is not None else None
+        if key is not None and self._replay(runtime, job, index, key):
+            return
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()
         utterance = self._utterance(runtime.model, options.voice, text)
         reason = "cancelled"
+        pieces: list[bytes] = []
+        frames = 0
         for chunk in generate_utterance(
             runtime.model,
             self.info,
@@ -256,10 +269,32 @@ class Engine:
             lambda: job.cancelled or self._closing,
         ):
             if chunk.audio.size:
-                job.emit(float_to_pcm16(chunk.audio), index, chunk.frames, chunk.compute_seconds)
+                pieces.append(float_to_pcm16(chunk.audio))
+                job.emit(pieces[-1], index, chunk.frames, chunk.compute_seconds)
             job.account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
+            frames += chunk.frames
             reason = chunk.finish_reason or reason
         job.sentence_done(reason)
+        if key is not None and self._cache is not None:
+            self._cache.save(key, b"".join(pieces), frames, reason)
+
+    def _replay(self, runtime: _Runtime, job: Job, index: int, key: CacheKey) -> bool:
+        """Stream a cached sentence in the chunk sizes of a fresh one; False on a miss."""
+        assert self._cache is not None
+        started = time.perf_counter()
+        cached = self._cache.lookup(key)
+        if cached is None:
+            return False
+        for pcm, frames in replay_chunks(cached, runtime.settings.schedule):
+            if job.cancelled or self._closing:
+                job.sentence_done("cancelled", cached=True)
+                return True
+            now = time.perf_counter()
+            job.emit(pcm, index, frames, now - started)
+            job.account(frames, now - started, 0)
+            started = now
+        job.sentence_done(cached.finish_reason, cached=True)
+        return True
 
     def _utterance(self, model: Qwen3Model, voice: VoiceSettings, text: str) -> Utterance:
         return Utterance(
