@@ -69,3 +69,10 @@ def tiny_custom_voice_ends(model_factory: ModelFactory) -> Path:
     """Tiny CustomVoice model whose sentences end by EOS after tens of frames, reproducibly
     per seed (for behaviour that needs a normal end, like the audio cache)."""
     return model_factory("custom_voice", ends_by_eos=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_ends(model_factory: ModelFactory) -> Path:
+    """Tiny Base model whose cloned sentences (in-context, with a reference and its transcript)
+    end by EOS after tens of frames, reproducibly per seed."""
+    return model_factory("base", ends_by_eos=True)
