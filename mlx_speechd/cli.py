@@ -12,7 +12,9 @@ from pathlib import Path
 from . import __version__
 from .config import CONFIG_ENV, ENV_PREFIX, AppendOverride, ConfigError, apply_defaults, format_config
 from .engine import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     CachePolicy,
     ChunkSchedule,
     EngineConfig,
@@ -29,6 +31,7 @@ from .settings import (
     StdioSettings,
     WyomingSettings,
     parse_device,
+    parse_size,
 )
 from .voices.store import default_voices_dir
 
@@ -41,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Streaming Qwen3-TTS text to speech on MLX. Speaks TEXT (or stdin, line by line) "
             "and exits, or serves Wyoming (--uri) and/or JSON lines (--stdio) as a daemon. "
-            "Subcommands: check, download, make-test-model (see `mlx-speechd SUBCOMMAND --help`)."
+            "Subcommands: check, download, make-test-model, cache, voice, narrate "
+            "(see `mlx-speechd SUBCOMMAND --help`)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -102,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--lead-in", type=float, default=0.0, help="seconds of silence before the first audio"
     )
     stream.add_argument("--max-text-chars", type=int, default=10000, help="longest text accepted per request")
+
+    cache = parser.add_argument_group("audio cache (finished sentences' audio, replayed when asked again)")
+    cache.add_argument(
+        "--audio-cache-dir",
+        help="cache folder (default: the per-user cache folder, e.g. ~/.cache/mlx-speechd/audio); "
+        "several processes may share one",
+    )
+    cache.add_argument(
+        "--audio-cache-size",
+        type=parse_size,
+        default=DEFAULT_AUDIO_CACHE_SIZE,
+        help="bound on the folder's size in bytes, or with K, M, G (powers of 1024): 500M, 2G; "
+        "least recently used entries go first",
+    )
+    cache.add_argument(
+        "--no-audio-cache",
+        action="store_true",
+        help="neither read nor write the audio cache (unseeded requests then sound different each time)",
+    )
 
     output = parser.add_argument_group("one-shot output (default: --play)")
     output.add_argument("--play", action="store_true", help="play through the default output device")
@@ -199,6 +222,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         cache_limit_mb=args.cache_limit_mb,
         max_text_chars=args.max_text_chars,
         warmup=not args.no_warmup,
+        audio_cache=AudioCacheSettings(
+            enabled=not args.no_audio_cache,
+            folder=Path(args.audio_cache_dir).expanduser() if args.audio_cache_dir else None,
+            size_limit_bytes=args.audio_cache_size,
+        ),
     )
 
 
@@ -291,6 +319,12 @@ def _cache(argv: list[str]) -> int:
     return main(argv)
 
 
+def _narrate(argv: list[str]) -> int:
+    from .narration.cli import main
+
+    return main(argv)
+
+
 def _voice(argv: list[str]) -> int:
     from .voices.cli import main
 
@@ -303,6 +337,7 @@ _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "make-test-model": _make_test_model,
     "cache": _cache,
     "voice": _voice,
+    "narrate": _narrate,
 }
 """Subcommands with their own parsers, imported only when used."""
 

@@ -12,7 +12,9 @@ from ..errors import (
 from .engine import Engine
 from .reply import Reply
 from .types import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
@@ -27,7 +29,9 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_AUDIO_CACHE_SIZE",
     "DEFAULT_MODEL",
+    "AudioCacheSettings",
     "AudioChunk",
     "CachePolicy",
     "ChunkSchedule",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
+from ..cache import CacheKey
 from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
 from ..fingerprint import model_fingerprint
 from ..voices.store import Voice, VoiceKind, VoiceLibrary
@@ -24,6 +25,7 @@ from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
+from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
 from .types import (
     EngineConfig,
     ModelInfo,
@@ -35,6 +37,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ..cache import AudioCache
     from ..voices.prompt import VoicePrompt
 
 _LOGGER = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Engine:
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
         self._prompts: OrderedDict[tuple[object, ...], VoicePrompt] = OrderedDict()
         self._library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+        self._audio_cache: AudioCache | None = None
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
@@ -328,23 +332,31 @@ class Engine:
             self._serve_one(runtimes[job.options.voice.model or self.info.name], job)
         self._ref_audio.clear()
         self._prompts.clear()
+        if self._audio_cache is not None:
+            self._audio_cache.close()
 
     def _load(self) -> dict[str, _Runtime]:
         runtimes: dict[str, _Runtime] = {}
+        self._audio_cache = open_audio_cache(self.config.audio_cache)
         for name in self.config.models:
             started, before = time.perf_counter(), mx.get_active_memory()
             model, info = load_model(name)
+            window = self.config.decoder_window or info.decoder_window
+            fingerprint = model_fingerprint(info.path)
             runtimes[info.name] = _Runtime(
                 info,
                 model,
-                StreamingDecoder(model.decoder, self.config.decoder_window or info.decoder_window),
+                StreamingDecoder(model.decoder, window),
                 GenerationSettings(
                     self.config.schedule,
                     self.config.guards,
                     self.config.cache_policy,
                     self.config.cache_limit_mb * 1024 * 1024,
                 ),
-                model_fingerprint(info.path),
+                fingerprint,
+                SentenceCache(self._audio_cache, fingerprint, window, model.sampling)
+                if self._audio_cache is not None
+                else None,
             )
             _LOGGER.info(
                 "Loaded %s (%s, %s) in %.1fs, %.0f MB",
@@ -402,11 +414,19 @@ class Engine:
             job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
             job.emit(silence(options.sentence_pause), index, 0, 0.0)
+        cache, library = runtime.cache, options.voice.library
+        key = None
+        if cache is not None:  # a library voice's definition is part of the key
+            key = cache.key(options, index, text, self._library_voice(library) if library else None)
+            if self._replay(cache, runtime, job, index, key):
+                return
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()
         utterance = self._utterance(runtime, options.voice, text)
         reason = "cancelled"
+        pieces: list[bytes] = []
+        frames = 0
         for chunk in generate_utterance_fast(
             runtime.model,
             runtime.info,
@@ -416,10 +436,31 @@ class Engine:
             lambda: job.cancelled or self._closing,
         ):
             if chunk.audio.size:
-                job.emit(float_to_pcm16(chunk.audio), index, chunk.frames, chunk.compute_seconds)
+                pieces.append(float_to_pcm16(chunk.audio))
+                job.emit(pieces[-1], index, chunk.frames, chunk.compute_seconds)
             job.account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
+            frames += chunk.frames
             reason = chunk.finish_reason or reason
         job.sentence_done(reason)
+        if cache is not None and key is not None:
+            cache.save(key, b"".join(pieces), frames, reason)
+
+    def _replay(self, cache: SentenceCache, runtime: _Runtime, job: Job, index: int, key: CacheKey) -> bool:
+        """Stream a cached sentence in the chunk sizes of a fresh one; False on a miss."""
+        started = time.perf_counter()
+        cached = cache.lookup(key)
+        if cached is None:
+            return False
+        for pcm, frames in replay_chunks(cached, runtime.settings.schedule):
+            if job.cancelled or self._closing:
+                job.sentence_done("cancelled", cached=True)
+                return True
+            now = time.perf_counter()
+            job.emit(pcm, index, frames, now - started)
+            job.account(frames, now - started, 0)
+            started = now
+        job.sentence_done(cached.finish_reason, cached=True)
+        return True
 
     def _utterance(self, runtime: _Runtime, voice: VoiceSettings, text: str) -> Utterance:
         language = voice.language or "auto"
@@ -524,6 +565,8 @@ class _Runtime:
     settings: GenerationSettings
     fingerprint: str
     """`model_fingerprint` of its folder: which saved voice prompts fit it."""
+    cache: SentenceCache | None
+    """Its keys into the shared audio cache; None when the cache is off."""
 
 
 def _describe(voice: Voice) -> str:

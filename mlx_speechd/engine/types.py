@@ -126,6 +126,24 @@ class GuardSettings:
     """End an utterance whose last this-many frames loop with a short period."""
 
 
+DEFAULT_AUDIO_CACHE_SIZE = 2**30
+"""Default bound on the audio cache folder, in bytes (1 GiB)."""
+
+
+@dataclass(frozen=True)
+class AudioCacheSettings:
+    """The audio cache: finished sentences' audio kept on disk and replayed for the same request."""
+
+    enabled: bool = True
+    folder: Path | None = None
+    """None: the per-user cache folder (`mlx_speechd.cache.default_folder()`)."""
+    size_limit_bytes: int = DEFAULT_AUDIO_CACHE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.size_limit_bytes <= 0:
+            raise ValueError(f"the audio cache size must be positive, not {self.size_limit_bytes}")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs to know at start-up."""
@@ -145,6 +163,7 @@ class EngineConfig:
     """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
     max_text_chars: int = 10000
     warmup: bool = True
+    audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
 
     def __post_init__(self) -> None:
         if len(set(self.models)) != len(self.models):
@@ -211,6 +230,8 @@ class SynthesisStats:
     """Seconds from the reply's first sentence being ready to its first audio."""
     peak_memory_bytes: int
     finish_reason: str
+    cached_sentences: int = 0
+    """Sentences replayed from the audio cache rather than generated."""
 
     @property
     def real_time_factor(self) -> float:
@@ -222,5 +243,6 @@ class SynthesisStats:
         return (
             f"first audio {ttfa}, RTF {self.real_time_factor:.3f}, {self.frames} frames, "
             f"{self.audio_seconds:.2f}s audio in {self.sentences} sentence(s), "
+            f"{self.cached_sentences} from the audio cache, "
             f"peak memory {self.peak_memory_bytes / 1e6:.0f} MB, finished: {self.finish_reason}"
         )

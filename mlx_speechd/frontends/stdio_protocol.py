@@ -354,6 +354,7 @@ def done_message(request_id: RequestId, stats: SynthesisStats, chunks: int, wav:
         "compute_seconds": _rounded(stats.compute_seconds),
         "frames": stats.frames,
         "sentences": stats.sentences,
+        "cached_sentences": stats.cached_sentences,
         "chunks": chunks,
         "peak_memory_bytes": stats.peak_memory_bytes,
     }
