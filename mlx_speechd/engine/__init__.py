@@ -1,6 +1,7 @@
 """The synthesis engine: model loading, streaming generation, and the single MLX thread."""
 
 from ..errors import (
+    ClientTooSlowError,
     EngineClosedError,
     EngineFailure,
     InvalidRequestError,
@@ -31,6 +32,7 @@ __all__ = [
     "AudioChunk",
     "CachePolicy",
     "ChunkSchedule",
+    "ClientTooSlowError",
     "Engine",
     "EngineClosedError",
     "EngineConfig",
