@@ -75,6 +75,8 @@ class WyomingSettings:
     """Seconds a connection with nothing in flight may stay silent (an open text stream gets longer)."""
     event_timeout: float = 5.0
     """Seconds a started event has to arrive in full."""
+    write_timeout: float = 30.0
+    """Seconds a write to the client may block (it reads nothing) before the connection is closed."""
 
     @property
     def zeroconf_uri(self) -> str | None:

@@ -15,7 +15,14 @@ import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
 from ..cache import CacheKey
-from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
+from ..errors import (
+    ClientTooSlowError,
+    EngineClosedError,
+    EngineFailure,
+    InvalidRequestError,
+    SpeechdError,
+    UnknownVoiceError,
+)
 from ..fingerprint import model_fingerprint
 from ..voices.store import Voice, VoiceKind, VoiceLibrary
 from .adapter import Qwen3Model
@@ -56,12 +63,17 @@ class Engine:
     CustomVoice model, clone voices and reference audio to a Base model, designed
     voices to a VoiceDesign model; a request naming no voice goes to the default
     (first) model.
+    A reply whose reader has `max_unsent_seconds` of audio unread is held
+    (no new sentence starts for it) until the reader takes some; one held longer than
+    `stall_timeout` is cancelled with `ClientTooSlowError`.
     """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._cond = threading.Condition()
         self._runnable: deque[Job] = deque()
+        self._held: set[Job] = set()
+        """Jobs with work whose readers are behind; woken when their queue drains."""
         self._jobs: set[Job] = set()
         self._closing = False
         self._next_id = 1
@@ -197,10 +209,10 @@ class Engine:
         with self._cond:
             if self._closing:
                 raise EngineClosedError("the engine is shutting down")
-            job = Job(self._next_id, options, self._wake)
+            job = Job(self._next_id, options, self._wake, self.config.max_unsent_seconds)
             self._next_id += 1
             self._jobs.add(job)
-        return Reply(job, self.config.max_text_chars)
+        return Reply(job, self.config.max_text_chars, self.config.max_sentence_chars)
 
     def _wake(self, job: Job) -> None:
         with self._cond:
@@ -375,14 +387,34 @@ class Engine:
         return runtimes
 
     def _take(self) -> Job | None:
-        """Wait for the next job with work (or one that can end); None when closing."""
-        with self._cond:
-            while True:
+        """Wait for the next job with work (or one that can end) whose reader keeps up; None when closing."""
+        while True:
+            with self._cond:
                 if self._closing:
                     return None
-                if self._runnable:
-                    return self._runnable.popleft()
-                self._cond.wait()
+                stalled = [job for job in self._held if job.output.stalled_for() > self.config.stall_timeout]
+                self._held.difference_update(stalled)
+                if not stalled:
+                    while self._runnable:
+                        job = self._runnable.popleft()
+                        if not job.output.backlogged or job.cancelled:
+                            self._held.discard(job)
+                            return job
+                        self._held.add(job)  # back in the queue when its reader drains (ChunkQueue.on_drain)
+                    self._cond.wait(self.config.stall_timeout / 4 if self._held else None)
+            for job in stalled:
+                self._stall(job)
+
+    def _stall(self, job: Job) -> None:
+        """Cancel a reply whose reader took nothing for too long."""
+        _LOGGER.warning(
+            "Reply %d: the client read no audio for %.0fs with %.1fs unsent; cancelling it",
+            job.id,
+            job.output.stalled_for(),
+            job.output.unsent_seconds,
+        )
+        job.cancel()
+        self._end(job, ClientTooSlowError(f"the client read no audio for {self.config.stall_timeout:g}s"))
 
     def _serve_one(self, runtime: _Runtime, job: Job) -> None:
         item = job.next_sentence()
@@ -404,6 +436,7 @@ class Engine:
     def _end(self, job: Job, error: SpeechdError | None = None) -> None:
         with self._cond:
             self._jobs.discard(job)
+            self._held.discard(job)
         if job.end(error) and job.stats is not None:
             _LOGGER.info("Reply %d: %s", job.id, job.stats.summary())
 

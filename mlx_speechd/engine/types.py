@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio.pcm import pcm16_to_float
 from ..errors import InvalidRequestError
+from ..text.sentences import MAX_SENTENCE_CHARS
 
 DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
 
@@ -162,12 +163,28 @@ class EngineConfig:
     decoder_window: int | None = None
     """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
     max_text_chars: int = 10000
+    max_sentence_chars: int = MAX_SENTENCE_CHARS
+    """Longest piece of text spoken at once; longer sentences are cut (text/sentences.py)."""
+    max_unsent_seconds: float = 5.0
+    """Audio a reply may hold unread before the engine stops starting sentences for it."""
+    stall_timeout: float = 30.0
+    """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
     audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
 
     def __post_init__(self) -> None:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"a model is given twice: {', '.join(self.models)}")
+        checks = {
+            "cache_limit_mb": self.cache_limit_mb >= 0,
+            "max_text_chars": self.max_text_chars >= 1,
+            "max_sentence_chars": self.max_sentence_chars >= 1,
+            "max_unsent_seconds": self.max_unsent_seconds > 0,
+            "stall_timeout": self.stall_timeout > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name)}")
 
     @property
     def models(self) -> tuple[str, ...]:

@@ -115,8 +115,8 @@ class Ping:
 
 Request = Synthesize | StreamStart | StreamAppend | StreamEnd | Cancel | Describe | Ping
 
-_MAX_SECONDS = 60.0
-_MAX_SEED = 2**63 - 1
+MAX_SECONDS = 60.0
+MAX_SEED = 2**63 - 1
 
 
 class _Fields:
@@ -167,9 +167,9 @@ class _Fields:
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
-            or not 0 <= value <= _MAX_SECONDS
+            or not 0 <= value <= MAX_SECONDS
         ):
-            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {_MAX_SECONDS:g}")
+            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {MAX_SECONDS:g}")
         return float(value)
 
     def output(self) -> Output:
@@ -195,7 +195,7 @@ def _speech_options(fields: _Fields) -> SpeechOptions:
         instruct=fields.optional_text("instruct"),
         ref_audio=fields.optional_text("ref_audio"),
         ref_text=fields.optional_text("ref_text"),
-        seed=fields.optional_int("seed", 0, _MAX_SEED),
+        seed=fields.optional_int("seed", 0, MAX_SEED),
         sentence_pause=fields.optional_seconds("sentence_pause"),
         lead_in=fields.optional_seconds("lead_in"),
         output=fields.output(),
