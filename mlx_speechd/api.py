@@ -25,7 +25,9 @@ from .audio.pcm import SAMPLE_RATE, pcm16_to_float
 from .engine.engine import Engine
 from .engine.reply import Reply
 from .engine.types import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
@@ -38,6 +40,7 @@ from .engine.types import (
     VoiceSettings,
 )
 from .errors import InvalidRequestError
+from .settings import parse_size
 from .voices.store import default_voices_dir
 
 Text = str | Iterable[str]
@@ -89,6 +92,9 @@ class EngineOptions(TypedDict, total=False):
     instruct: str
     ref_audio: ReferenceInput
     ref_text: str
+    audio_cache: bool
+    audio_cache_dir: str | os.PathLike[str] | None
+    audio_cache_size: int | str
 
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
@@ -179,9 +185,21 @@ def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
             decoder_window=options.get("decoder_window"),
             max_text_chars=options.get("max_text_chars", 10000),
             warmup=options.get("warmup", True),
+            audio_cache=_audio_cache(options),
         )
     except ValueError as err:
         raise InvalidRequestError(str(err)) from err
+
+
+def _audio_cache(options: EngineOptions) -> AudioCacheSettings:
+    """The audio cache settings of `load`'s arguments; ValueError for a bad size."""
+    folder = options.get("audio_cache_dir")
+    size = options.get("audio_cache_size", DEFAULT_AUDIO_CACHE_SIZE)
+    return AudioCacheSettings(
+        enabled=options.get("audio_cache", True),
+        folder=Path(folder).expanduser() if folder is not None else None,
+        size_limit_bytes=parse_size(size) if isinstance(size, str) else size,
+    )
 
 
 def _schedule(options: EngineOptions) -> ChunkSchedule:

@@ -1,6 +1,7 @@
 """The synthesis engine: model loading, streaming generation, and the single MLX thread."""
 
 from ..errors import (
+    ClientTooSlowError,
     EngineClosedError,
     EngineFailure,
     InvalidRequestError,
@@ -12,7 +13,9 @@ from ..errors import (
 from .engine import Engine
 from .reply import Reply
 from .types import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
@@ -27,10 +30,13 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_AUDIO_CACHE_SIZE",
     "DEFAULT_MODEL",
+    "AudioCacheSettings",
     "AudioChunk",
     "CachePolicy",
     "ChunkSchedule",
+    "ClientTooSlowError",
     "Engine",
     "EngineClosedError",
     "EngineConfig",

@@ -8,12 +8,16 @@ decoder's layers. Moving to a newer mlx-audio should mean changing this file onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from mlx_audio.lm.models.cache import BatchKVCache
+from mlx_audio.lm.sample_utils import apply_top_k, apply_top_p
 
 from ..errors import InvalidRequestError, ModelLoadError
 from .types import ModelInfo, Variant
@@ -57,7 +61,7 @@ class ClonePrompt:
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Sampling:  # frozen, so hashable: compiled functions are kept per setting
     """Sampling options for one utterance."""
 
     temperature: float
@@ -157,6 +161,36 @@ class CodecDecoder:
         return self._decoder(codes)[0, 0]
 
 
+CodePredictor = Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]
+"""(first codes [B, 1], talker hidden [B, 1, D]) -> (all codes [B, groups], codec embedding sum [B, 1, D])."""
+
+KeyedFrame = Callable[..., tuple[mx.array, mx.array, mx.array, mx.array, mx.array]]
+"""See `Qwen3Model.keyed_frame`."""
+
+
+def penalize(logits: mx.array, history: mx.array, penalty: mx.array | float) -> mx.array:
+    """mlx-audio's repetition penalty on `logits` [B, V] for the codes in each row's `history` [B, n]."""
+    seen = (history[:, :, None] == mx.arange(logits.shape[-1])[None, None, :]).any(axis=1)
+    if isinstance(penalty, mx.array):
+        penalty = penalty.astype(logits.dtype)
+    return mx.where(seen, mx.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def sample_rows(logits: mx.array, keys: list[mx.array], sampling: Sampling) -> mx.array:
+    """One code per row of `logits` [B, V], filtered as mlx-audio does, row b drawn with `keys[b]`: [B, 1]."""
+    if sampling.temperature <= 0:
+        return mx.argmax(logits, axis=-1, keepdims=True)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        logits = apply_top_k(logits, sampling.top_k)
+    if 0.0 < sampling.top_p < 1.0:
+        logprobs = apply_top_p(nn.log_softmax(logits, axis=-1), sampling.top_p)
+        logits = mx.where(logprobs == -mx.inf, -mx.inf, logits)
+    noise = mx.stack([mx.random.gumbel(logits.shape[1:], key=key) for key in keys])
+    return mx.argmax(logits + noise, axis=-1, keepdims=True)
+
+
 class Qwen3Model:
     """A loaded mlx-audio Qwen3-TTS model behind the few operations the engine needs."""
 
@@ -167,6 +201,10 @@ class Qwen3Model:
         self.eos_token = int(talker_config.codec_eos_token_id)
         self.suppress_tokens: list[int] = model._suppress_codec_tokens(self.eos_token)  # noqa: SLF001
         self.decoder = CodecDecoder(model.speech_tokenizer.decoder)
+        self._suppress = mx.zeros((talker_config.vocab_size,), mx.bool_)
+        self._suppress[mx.array(self.suppress_tokens)] = True
+        self._predictors: dict[tuple[float, int, float], CodePredictor] = {}
+        self._keyed: dict[Sampling, KeyedFrame] = {}
 
     @classmethod
     def load(cls, path: Path) -> Qwen3Model:
@@ -275,6 +313,114 @@ class Qwen3Model:
         """The talker's input embedding of one frame's codes (summed over the groups)."""
         embeds: mx.array = self.module._codec_embeds_for_tokens(code_tokens)  # noqa: SLF001
         return embeds
+
+    # ---- the faster loop and lockstep batches ----
+    def code_predictor(self, sampling: Sampling) -> CodePredictor:
+        """The code predictor's 15 passes, sampling and codec embedding sum as one compiled function.
+
+        Draws from (and advances) MLX's global random state exactly as `predict_codes` does,
+        so the codes are the same for the same seed. Compiled once per sampling setting.
+        """
+        key = (sampling.temperature, sampling.top_k, sampling.top_p)
+        if key not in self._predictors:
+
+            def predict(first: mx.array, hidden: mx.array) -> tuple[mx.array, mx.array]:
+                def sample(_: int, logits: mx.array) -> mx.array:
+                    token: mx.array = self.module._sample_token_batch(  # noqa: SLF001
+                        logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
+                    )
+                    return token
+
+                return self._predict(first, hidden, sample)
+
+            self._predictors[key] = mx.compile(predict, inputs=mx.random.state, outputs=mx.random.state)
+        return self._predictors[key]
+
+    def keyed_frame(self, sampling: Sampling) -> KeyedFrame:
+        """Everything after the talker pass for B rows, compiled (one trace per B); row b uses only its key.
+
+        `(logits [B, V], hidden [B, 1, D], keys [B, 2], history [B, n], slots [B], penalty [B, 1])` ->
+        `(first codes [B, 1], codes [B, groups], codec embedding sums [B, 1, D], next keys, next history)`:
+        special codes suppressed, the repetition penalty over `history`, the code predictor,
+        and the first code written into `history` at column `slots[b]`.
+        """
+        if sampling not in self._keyed:
+
+            def frame(
+                logits: mx.array,
+                hidden: mx.array,
+                keys: mx.array,
+                history: mx.array,
+                slots: mx.array,
+                penalty: mx.array,
+            ) -> tuple[mx.array, mx.array, mx.array, mx.array, mx.array]:
+                steps = self.module.talker.code_predictor.num_code_groups - 1
+                split = [mx.random.split(keys[b], steps + 2) for b in range(keys.shape[0])]
+                logits = mx.where(self._suppress, mx.array(-mx.inf, logits.dtype), logits)
+                first = sample_rows(penalize(logits, history, penalty), [k[1] for k in split], sampling)
+
+                def sample(group: int, step_logits: mx.array) -> mx.array:
+                    return sample_rows(step_logits[:, -1, :], [k[group + 1] for k in split], sampling)
+
+                codes, embeds = self._predict(first, hidden, sample)
+                written = mx.arange(history.shape[1])[None, :] == slots[:, None]
+                return (
+                    first,
+                    codes,
+                    embeds,
+                    mx.stack([k[0] for k in split]),
+                    mx.where(written, first, history),
+                )
+
+            self._keyed[sampling] = mx.compile(frame)
+        return self._keyed[sampling]
+
+    def _predict(
+        self, first: mx.array, hidden: mx.array, sample: Callable[[int, mx.array], mx.array]
+    ) -> tuple[mx.array, mx.array]:
+        """The code predictor for one frame; `sample(group, logits)` draws groups 1..15.
+
+        A fresh cache every call: its Python-int offsets are then the same in every trace.
+        """
+        talker = self.module.talker
+        predictor = talker.code_predictor
+        cache = predictor.make_cache()
+        embeds = talker.get_input_embeddings()(first)
+        code_input = mx.concatenate([hidden, embeds], axis=1)
+        codes = [first]
+        for index in range(predictor.num_code_groups - 1):
+            if index:
+                code_input = predictor.codec_embedding[index - 1](codes[-1])
+            logits, _, _ = predictor(code_input, cache=cache, generation_step=index)
+            codes.append(sample(index + 1, logits))
+        for index, code in enumerate(codes[1:]):
+            embeds = embeds + predictor.codec_embedding[index](code)
+        return mx.concatenate(codes, axis=1), embeds
+
+    def batch_cache(self, caches: Caches) -> list[Any]:
+        """One row's talker cache (after its prefill) as a batch cache that others can join."""
+        return [BatchKVCache.merge([layer]) for layer in caches.talker]
+
+    @staticmethod
+    def join_cache(batch: list[Any], other: list[Any]) -> None:
+        """Append `other`'s rows to `batch` (in place; shorter rows are left-padded)."""
+        for mine, theirs in zip(batch, other, strict=True):
+            mine.extend(theirs)
+
+    @staticmethod
+    def keep_rows(batch: list[Any], rows: mx.array) -> None:
+        """Keep only `rows` of the batch cache (in place); the others' memory is released."""
+        for layer in batch:
+            layer.filter(rows)
+
+    def batch_talker_step(self, embeds: mx.array, batch: list[Any]) -> tuple[mx.array, mx.array]:
+        """One talker pass for rows [B, 1, D] of different lengths, each at its own position."""
+        layer = batch[0]
+        positions = mx.broadcast_to(layer.offset[None, :, None], (3, embeds.shape[0], 1))
+        logits, hidden = self.module.talker(
+            embeds, position_ids=positions, mask=layer.make_mask(1), cache=batch
+        )
+        return logits, hidden
 
     # ---- reference audio ----
     def load_audio(self, path: str) -> mx.array:

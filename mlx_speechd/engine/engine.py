@@ -14,15 +14,25 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
-from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
+from ..cache import CacheKey
+from ..errors import (
+    ClientTooSlowError,
+    EngineClosedError,
+    EngineFailure,
+    InvalidRequestError,
+    SpeechdError,
+    UnknownVoiceError,
+)
 from ..fingerprint import model_fingerprint
 from ..voices.store import Voice, VoiceKind, VoiceLibrary
 from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
-from .generation import GenerationSettings, Utterance, generate_utterance
+from .fast_generation import generate_utterance_fast
+from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
+from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
 from .types import (
     EngineConfig,
     ModelInfo,
@@ -34,6 +44,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ..cache import AudioCache
     from ..voices.prompt import VoicePrompt
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,12 +63,17 @@ class Engine:
     CustomVoice model, clone voices and reference audio to a Base model, designed
     voices to a VoiceDesign model; a request naming no voice goes to the default
     (first) model.
+    A reply whose reader has `max_unsent_seconds` of audio unread is held
+    (no new sentence starts for it) until the reader takes some; one held longer than
+    `stall_timeout` is cancelled with `ClientTooSlowError`.
     """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._cond = threading.Condition()
         self._runnable: deque[Job] = deque()
+        self._held: set[Job] = set()
+        """Jobs with work whose readers are behind; woken when their queue drains."""
         self._jobs: set[Job] = set()
         self._closing = False
         self._next_id = 1
@@ -69,6 +85,7 @@ class Engine:
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
         self._prompts: OrderedDict[tuple[object, ...], VoicePrompt] = OrderedDict()
         self._library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+        self._audio_cache: AudioCache | None = None
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
@@ -192,10 +209,10 @@ class Engine:
         with self._cond:
             if self._closing:
                 raise EngineClosedError("the engine is shutting down")
-            job = Job(self._next_id, options, self._wake)
+            job = Job(self._next_id, options, self._wake, self.config.max_unsent_seconds)
             self._next_id += 1
             self._jobs.add(job)
-        return Reply(job, self.config.max_text_chars)
+        return Reply(job, self.config.max_text_chars, self.config.max_sentence_chars)
 
     def _wake(self, job: Job) -> None:
         with self._cond:
@@ -327,23 +344,31 @@ class Engine:
             self._serve_one(runtimes[job.options.voice.model or self.info.name], job)
         self._ref_audio.clear()
         self._prompts.clear()
+        if self._audio_cache is not None:
+            self._audio_cache.close()
 
     def _load(self) -> dict[str, _Runtime]:
         runtimes: dict[str, _Runtime] = {}
+        self._audio_cache = open_audio_cache(self.config.audio_cache)
         for name in self.config.models:
             started, before = time.perf_counter(), mx.get_active_memory()
             model, info = load_model(name)
+            window = self.config.decoder_window or info.decoder_window
+            fingerprint = model_fingerprint(info.path)
             runtimes[info.name] = _Runtime(
                 info,
                 model,
-                StreamingDecoder(model.decoder, self.config.decoder_window or info.decoder_window),
+                StreamingDecoder(model.decoder, window),
                 GenerationSettings(
                     self.config.schedule,
                     self.config.guards,
                     self.config.cache_policy,
                     self.config.cache_limit_mb * 1024 * 1024,
                 ),
-                model_fingerprint(info.path),
+                fingerprint,
+                SentenceCache(self._audio_cache, fingerprint, window, model.sampling)
+                if self._audio_cache is not None
+                else None,
             )
             _LOGGER.info(
                 "Loaded %s (%s, %s) in %.1fs, %.0f MB",
@@ -362,14 +387,34 @@ class Engine:
         return runtimes
 
     def _take(self) -> Job | None:
-        """Wait for the next job with work (or one that can end); None when closing."""
-        with self._cond:
-            while True:
+        """Wait for the next job with work (or one that can end) whose reader keeps up; None when closing."""
+        while True:
+            with self._cond:
                 if self._closing:
                     return None
-                if self._runnable:
-                    return self._runnable.popleft()
-                self._cond.wait()
+                stalled = [job for job in self._held if job.output.stalled_for() > self.config.stall_timeout]
+                self._held.difference_update(stalled)
+                if not stalled:
+                    while self._runnable:
+                        job = self._runnable.popleft()
+                        if not job.output.backlogged or job.cancelled:
+                            self._held.discard(job)
+                            return job
+                        self._held.add(job)  # back in the queue when its reader drains (ChunkQueue.on_drain)
+                    self._cond.wait(self.config.stall_timeout / 4 if self._held else None)
+            for job in stalled:
+                self._stall(job)
+
+    def _stall(self, job: Job) -> None:
+        """Cancel a reply whose reader took nothing for too long."""
+        _LOGGER.warning(
+            "Reply %d: the client read no audio for %.0fs with %.1fs unsent; cancelling it",
+            job.id,
+            job.output.stalled_for(),
+            job.output.unsent_seconds,
+        )
+        job.cancel()
+        self._end(job, ClientTooSlowError(f"the client read no audio for {self.config.stall_timeout:g}s"))
 
     def _serve_one(self, runtime: _Runtime, job: Job) -> None:
         item = job.next_sentence()
@@ -391,6 +436,7 @@ class Engine:
     def _end(self, job: Job, error: SpeechdError | None = None) -> None:
         with self._cond:
             self._jobs.discard(job)
+            self._held.discard(job)
         if job.end(error) and job.stats is not None:
             _LOGGER.info("Reply %d: %s", job.id, job.stats.summary())
 
@@ -401,12 +447,20 @@ class Engine:
             job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
             job.emit(silence(options.sentence_pause), index, 0, 0.0)
+        cache, library = runtime.cache, options.voice.library
+        key = None
+        if cache is not None:  # a library voice's definition is part of the key
+            key = cache.key(options, index, text, self._library_voice(library) if library else None)
+            if self._replay(cache, runtime, job, index, key):
+                return
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()
         utterance = self._utterance(runtime, options.voice, text)
         reason = "cancelled"
-        for chunk in generate_utterance(
+        pieces: list[bytes] = []
+        frames = 0
+        for chunk in generate_utterance_fast(
             runtime.model,
             runtime.info,
             runtime.decoder,
@@ -415,10 +469,31 @@ class Engine:
             lambda: job.cancelled or self._closing,
         ):
             if chunk.audio.size:
-                job.emit(float_to_pcm16(chunk.audio), index, chunk.frames, chunk.compute_seconds)
+                pieces.append(float_to_pcm16(chunk.audio))
+                job.emit(pieces[-1], index, chunk.frames, chunk.compute_seconds)
             job.account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
+            frames += chunk.frames
             reason = chunk.finish_reason or reason
         job.sentence_done(reason)
+        if cache is not None and key is not None:
+            cache.save(key, b"".join(pieces), frames, reason)
+
+    def _replay(self, cache: SentenceCache, runtime: _Runtime, job: Job, index: int, key: CacheKey) -> bool:
+        """Stream a cached sentence in the chunk sizes of a fresh one; False on a miss."""
+        started = time.perf_counter()
+        cached = cache.lookup(key)
+        if cached is None:
+            return False
+        for pcm, frames in replay_chunks(cached, runtime.settings.schedule):
+            if job.cancelled or self._closing:
+                job.sentence_done("cancelled", cached=True)
+                return True
+            now = time.perf_counter()
+            job.emit(pcm, index, frames, now - started)
+            job.account(frames, now - started, 0)
+            started = now
+        job.sentence_done(cached.finish_reason, cached=True)
+        return True
 
     def _utterance(self, runtime: _Runtime, voice: VoiceSettings, text: str) -> Utterance:
         language = voice.language or "auto"
@@ -487,7 +562,7 @@ class Engine:
         """Compile kernels for the first-chunk and steady chunk shapes before serving."""
         started = time.perf_counter()
         frames = runtime.settings.schedule.size(0) + runtime.settings.schedule.size(1)
-        for _ in generate_utterance(
+        for _ in generate_utterance_fast(
             runtime.model,
             runtime.info,
             runtime.decoder,
@@ -523,6 +598,8 @@ class _Runtime:
     settings: GenerationSettings
     fingerprint: str
     """`model_fingerprint` of its folder: which saved voice prompts fit it."""
+    cache: SentenceCache | None
+    """Its keys into the shared audio cache; None when the cache is off."""
 
 
 def _describe(voice: Voice) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from .adapter import ClonePrompt, Qwen3Model
+from .adapter import ClonePrompt, Prompt, Qwen3Model
 from .decoder import DecoderState, StreamingDecoder
 from .guards import RunawayGuard, frame_cap
 from .types import CachePolicy, ChunkSchedule, GuardSettings, ModelInfo
@@ -67,30 +67,36 @@ FrameObserver = Callable[[mx.array], None]
 """Called with each chunk's codes [1, groups, n] (lazy) just before they are decoded."""
 
 
+def start_utterance(model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> Prompt:
+    """Build `utt`'s prompt and reset (and for a clone, prime or restore) the decoder."""
+    prompt = (
+        model.prepare_clone(utt.text, utt.clone, language=utt.language)
+        if utt.clone is not None
+        else model.prepare(
+            utt.text,
+            language=utt.language,
+            speaker=utt.speaker,
+            instruct=utt.instruct,
+            ref_audio=utt.ref_audio,
+            ref_text=utt.ref_text,
+        )
+    )
+    decoder.reset()
+    if utt.primed is not None:
+        decoder.restore(utt.primed)
+    elif prompt.ref_codes is not None and decoder.window:
+        # Prime the decoder with the end of the reference so the clone continues it seamlessly.
+        mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+    return prompt
+
+
 class _Frames:
     """The talker and code predictor of one utterance, one codec frame per `next()`."""
 
     def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
         self._model = model
         self._sampling = model.sampling(cloning=utt.in_context_clone)
-        prompt = (
-            model.prepare_clone(utt.text, utt.clone, language=utt.language)
-            if utt.clone is not None
-            else model.prepare(
-                utt.text,
-                language=utt.language,
-                speaker=utt.speaker,
-                instruct=utt.instruct,
-                ref_audio=utt.ref_audio,
-                ref_text=utt.ref_text,
-            )
-        )
-        decoder.reset()
-        if utt.primed is not None:
-            decoder.restore(utt.primed)
-        elif prompt.ref_codes is not None and decoder.window:
-            # Prime the decoder with the end of the reference so the clone continues it seamlessly.
-            mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+        prompt = start_utterance(model, decoder, utt)
         self._embeds = prompt.embeds
         self._trailing = prompt.trailing
         self._pad = prompt.pad

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio.pcm import pcm16_to_float
 from ..errors import InvalidRequestError
+from ..text.sentences import MAX_SENTENCE_CHARS
 
 DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
 
@@ -126,6 +127,24 @@ class GuardSettings:
     """End an utterance whose last this-many frames loop with a short period."""
 
 
+DEFAULT_AUDIO_CACHE_SIZE = 2**30
+"""Default bound on the audio cache folder, in bytes (1 GiB)."""
+
+
+@dataclass(frozen=True)
+class AudioCacheSettings:
+    """The audio cache: finished sentences' audio kept on disk and replayed for the same request."""
+
+    enabled: bool = True
+    folder: Path | None = None
+    """None: the per-user cache folder (`mlx_speechd.cache.default_folder()`)."""
+    size_limit_bytes: int = DEFAULT_AUDIO_CACHE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.size_limit_bytes <= 0:
+            raise ValueError(f"the audio cache size must be positive, not {self.size_limit_bytes}")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs to know at start-up."""
@@ -144,11 +163,28 @@ class EngineConfig:
     decoder_window: int | None = None
     """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
     max_text_chars: int = 10000
+    max_sentence_chars: int = MAX_SENTENCE_CHARS
+    """Longest piece of text spoken at once; longer sentences are cut (text/sentences.py)."""
+    max_unsent_seconds: float = 5.0
+    """Audio a reply may hold unread before the engine stops starting sentences for it."""
+    stall_timeout: float = 30.0
+    """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
+    audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
 
     def __post_init__(self) -> None:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"a model is given twice: {', '.join(self.models)}")
+        checks = {
+            "cache_limit_mb": self.cache_limit_mb >= 0,
+            "max_text_chars": self.max_text_chars >= 1,
+            "max_sentence_chars": self.max_sentence_chars >= 1,
+            "max_unsent_seconds": self.max_unsent_seconds > 0,
+            "stall_timeout": self.stall_timeout > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name)}")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -211,6 +247,8 @@ class SynthesisStats:
     """Seconds from the reply's first sentence being ready to its first audio."""
     peak_memory_bytes: int
     finish_reason: str
+    cached_sentences: int = 0
+    """Sentences replayed from the audio cache rather than generated."""
 
     @property
     def real_time_factor(self) -> float:
@@ -222,5 +260,6 @@ class SynthesisStats:
         return (
             f"first audio {ttfa}, RTF {self.real_time_factor:.3f}, {self.frames} frames, "
             f"{self.audio_seconds:.2f}s audio in {self.sentences} sentence(s), "
+            f"{self.cached_sentences} from the audio cache, "
             f"peak memory {self.peak_memory_bytes / 1e6:.0f} MB, finished: {self.finish_reason}"
         )

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_ID = "duplicate-id"
     UNKNOWN_REQUEST = "unknown-request"
     OUTPUT_FAILED = "output-failed"
+    INTERNAL_ERROR = "internal-error"
 
 
 class ProtocolError(errors.ProtocolError):
@@ -114,8 +115,8 @@ class Ping:
 
 Request = Synthesize | StreamStart | StreamAppend | StreamEnd | Cancel | Describe | Ping
 
-_MAX_SECONDS = 60.0
-_MAX_SEED = 2**63 - 1
+MAX_SECONDS = 60.0
+MAX_SEED = 2**63 - 1
 
 
 class _Fields:
@@ -134,12 +135,20 @@ class _Fields:
         value = self._data.pop(name)
         if not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string")
-        return value
+        return self._unicode(name, value)
 
     def optional_text(self, name: str) -> str | None:
         value = self._data.pop(name, None)
         if value is not None and not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string or null")
+        return value if value is None else self._unicode(name, value)
+
+    def _unicode(self, name: str, value: str) -> str:
+        """`value`, unless it holds a lone surrogate (a JSON escape such as \\ud800 that is no character)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise self._fail(f"field '{name}' is not valid Unicode: {err.reason} at {err.start}") from None
         return value
 
     def optional_int(self, name: str, low: int, high: int) -> int | None:
@@ -158,9 +167,9 @@ class _Fields:
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
-            or not 0 <= value <= _MAX_SECONDS
+            or not 0 <= value <= MAX_SECONDS
         ):
-            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {_MAX_SECONDS:g}")
+            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {MAX_SECONDS:g}")
         return float(value)
 
     def output(self) -> Output:
@@ -186,7 +195,7 @@ def _speech_options(fields: _Fields) -> SpeechOptions:
         instruct=fields.optional_text("instruct"),
         ref_audio=fields.optional_text("ref_audio"),
         ref_text=fields.optional_text("ref_text"),
-        seed=fields.optional_int("seed", 0, _MAX_SEED),
+        seed=fields.optional_int("seed", 0, MAX_SEED),
         sentence_pause=fields.optional_seconds("sentence_pause"),
         lead_in=fields.optional_seconds("lead_in"),
         output=fields.output(),
@@ -214,7 +223,10 @@ def parse_request(line: bytes) -> Request:
     """Parse one request line (without caring about a trailing newline)."""
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as err:
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not a JSON line: {err}") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "a request must be a JSON object")
@@ -342,6 +354,7 @@ def done_message(request_id: RequestId, stats: SynthesisStats, chunks: int, wav:
         "compute_seconds": _rounded(stats.compute_seconds),
         "frames": stats.frames,
         "sentences": stats.sentences,
+        "cached_sentences": stats.cached_sentences,
         "chunks": chunks,
         "peak_memory_bytes": stats.peak_memory_bytes,
     }

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
+import os
+import socket
+import stat
 from functools import partial
 from urllib.parse import urlparse
 
@@ -26,6 +30,7 @@ _QWEN = Attribution(name="Qwen3-TTS (Alibaba Qwen)", url="https://github.com/Qwe
 _PROGRAM = Attribution(name="Qwen3-TTS on MLX via mlx-audio", url="https://github.com/Blaizzy/mlx-audio")
 _MAX_PAYLOAD_BYTES = 1 << 20
 _DATA_SLACK_BYTES = 1 << 16
+_SOCKET_PROBE_SECONDS = 2.0
 
 
 async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, speech: SpeechDefaults) -> None:
@@ -37,8 +42,13 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
         info=lambda: build_info(engine).event(),
         speech=speech,
         # the longest allowed text, even with every character JSON-escaped as a surrogate pair
-        limits=ReadLimits(_DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES),
+        limits=ReadLimits(
+            _DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES, settings.event_timeout
+        ),
+        idle_timeout=settings.idle_timeout,
     )
+    if parsed.scheme == "unix":
+        await asyncio.to_thread(check_socket_path, parsed.path)
     server = AsyncServer.from_uri(uri)
     connections = Connections(settings.max_connections)
     await server.start(partial(WyomingHandler, engine, handler_settings, connections))
@@ -53,6 +63,30 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
         await server.stop()
         if zeroconf is not None:
             await zeroconf.close()
+
+
+def check_socket_path(path: str) -> None:
+    """Refuse a unix:// path that holds anything but a stale socket, as TCP refuses a port in use.
+
+    The wyoming server deletes whatever is at the path before binding: a regular file would be
+    lost, and a running server's socket silently taken over. A socket nobody answers on is left
+    over from a daemon that did not exit cleanly, and may be replaced.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(errno.EEXIST, "exists and is not a socket; not replacing it", path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(_SOCKET_PROBE_SECONDS)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return  # stale: nobody listens
+        except OSError as err:  # a server that does not accept in time is still a server
+            raise OSError(errno.EADDRINUSE, f"address already in use ({err})", path) from None
+    raise OSError(errno.EADDRINUSE, "address already in use: another server answers on this socket", path)
 
 
 def build_info(engine: Engine) -> Info:
