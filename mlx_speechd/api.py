@@ -121,18 +121,22 @@ class Audio:
         """Write the audio; the format comes from the extension (.wav, .flac or .ogg)."""
         import soundfile
 
-        target = Path(path).expanduser()
-        if target.suffix.lower() not in _FORMATS:
-            raise InvalidRequestError(
-                f"Cannot tell the audio format of '{target.name}': use .wav, .flac or .ogg"
-            )
-        if not target.parent.is_dir():
-            raise InvalidRequestError(f"Cannot save '{target}': folder '{target.parent}' does not exist")
+        target = check_audio_path(path)
         file_format, subtype = _FORMATS[target.suffix.lower()]
         # 16-bit formats get the PCM itself (lossless); soundfile would scale floats by 32768, not 32767
         data = np.frombuffer(self.pcm, dtype="<i2") if subtype == "PCM_16" else self.samples
         soundfile.write(target, data, self.sample_rate, format=file_format, subtype=subtype)
         return target
+
+
+def check_audio_path(path: str | os.PathLike[str]) -> Path:
+    """The path `Audio.save` would write; InvalidRequestError for an unknown format or a missing folder."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() not in _FORMATS:
+        raise InvalidRequestError(f"Cannot tell the audio format of '{target.name}': use .wav, .flac or .ogg")
+    if not target.parent.is_dir():
+        raise InvalidRequestError(f"Cannot save '{target}': folder '{target.parent}' does not exist")
+    return target
 
 
 ModelInput = str | os.PathLike[str]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
+import mlx_speechd
 from mlx_speechd.engine.adapter import Qwen3Model
 from mlx_speechd.engine.decoder import StreamingDecoder
 from mlx_speechd.errors import InvalidRequestError, UnknownVoiceError
@@ -232,45 +233,61 @@ def test_design_renders_the_sample_then_adopt_makes_a_clone(
 ) -> None:
     """Design, then clone: the sample is rendered by a VoiceDesign model, kept, and adopted."""
     text = "Once upon a time, by the sea."
-    out = ok(
-        voice_cli(
-            library, "design", "narrator", "--model", str(tiny_voice_design), "--description", "A deep voice.",
-            "--sample-text", text, "--seed", "3", "-o", str(tmp_path / "listen.wav"),
-        )
-    )  # fmt: skip
+    design = ["design", "narrator", "--model", str(tiny_voice_design), "--description", "A deep voice."]
+    out = ok(voice_cli(library, *design, "--text", text, "--seed", "3", "-o", str(tmp_path / "listen.wav")))
     assert "rendered designed voice 'narrator' (seed 3)" in out
     lib = VoiceLibrary(library)
     narrator = lib.get("narrator")
     assert narrator.kind is VoiceKind.DESIGNED and narrator.settings.seed == 3
+    assert narrator.settings.sample_text == text and narrator.settings.description == "A deep voice."
     assert narrator.model == str(tiny_voice_design) and narrator.sample_path.is_file()
     sample = read_audio(narrator.sample_path)
-    assert len(sample) > SAMPLE_RATE and np.abs(sample).max() > 0
-    listened, rate = soundfile.read(str(tmp_path / "listen.wav"), dtype="int16")
+    assert len(sample) > SAMPLE_RATE // 2 and np.abs(sample).max() > 0
+    listened, rate = soundfile.read(str(tmp_path / "listen.wav"), dtype="float32")
     assert rate == SAMPLE_RATE and len(listened) == len(sample)
+    assert np.abs(listened - sample).max() < 1e-3  # the same audio, the file in 16 bits
 
-    # rendering a stored design again (no --description) with its seed gives the same sample
-    ok(voice_cli(library, "design", "narrator", "--model", str(tiny_voice_design)))
+    # rendering the stored design again (its model and seed, no --description) gives the same sample
+    ok(voice_cli(library, "design", "narrator"))
     assert np.array_equal(read_audio(lib.get("narrator").sample_path), sample)
-    assert_one_line_error(
-        voice_cli(
-            library,
-            "design",
-            "other",
-            "--model",
-            str(tiny_base),
-            "--description",
-            "x",
-            "--sample-text",
-            "Hi.",
-        ),
-        2,
-        "needs a VoiceDesign model",
-    )
-    assert "other" not in lib.names()
+
     ok(voice_cli(library, "adopt", "narrator", "--as", "narrator-clone"))
     clone = lib.get("narrator-clone")
     assert clone.kind is VoiceKind.CLONE and clone.settings.ref_text == text
     assert np.array_equal(read_audio(clone.ref_audio_path), sample)
+    # the adopted clone speaks on a Base model
+    with mlx_speechd.load(tiny_base, voices_dir=library, warmup=False, audio_cache=False) as tts:
+        spoken = tts.generate("Hello again.", voice="narrator-clone", seed=1)
+    assert spoken.duration > 0 and np.abs(spoken.samples).max() > 0
+
+
+def test_design_errors_are_one_line_and_write_nothing(
+    library: Path, tmp_path: Path, tiny_voice_design: Path, tiny_base: Path
+) -> None:
+    ok(voice_cli(library, "add", "ann", "--speaker", "ryan"))
+    before = entries(library)
+    new = ["design", "bob", "--description", "A bright voice.", "--text", "Hi there."]
+    cases = [
+        ([*new, "--model", str(tiny_base)], "needs a VoiceDesign model"),
+        ([*new, "--model", str(tmp_path / "missing")], "does not exist"),
+        ([*new, "--model", str(tiny_voice_design), "-o", str(tmp_path / "x.mp3")], "audio format"),
+        ([*new, "--model", str(tiny_voice_design), "-o", str(tmp_path / "no" / "x.wav")], "does not exist"),
+        (["design", "bob", "--model", str(tiny_voice_design), "--description", "A voice."], "give --text"),
+        (
+            ["design", "ann", "--model", str(tiny_voice_design), "--description", "x", "--text", "Hi."],
+            "exists",
+        ),
+        (["design", "ann", "--model", str(tiny_voice_design)], "is a style voice"),
+        (["design", "nobody", "--model", str(tiny_voice_design)], "no voice named 'nobody'"),
+        (
+            ["design", "../up", "--model", str(tiny_voice_design), "--description", "x", "--text", "Hi."],
+            "name",
+        ),
+    ]
+    for args, text in cases:
+        assert_one_line_error(voice_cli(library, *args), 2, text)
+    assert entries(library) == before
+    assert not (tmp_path / "up").exists()
 
 
 def test_an_existing_name_needs_force(library: Path, reference: tuple[Path, Path]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ModelLoadError
 from .adapter import Qwen3Model
-from .types import ModelInfo
+from .types import ModelInfo, Variant
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -104,6 +104,18 @@ def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
     with stdout_to_stderr():
         loaded = Qwen3Model.load(path)
     return loaded, loaded.describe(model, path)
+
+
+def model_variant(model: str) -> Variant:
+    """The variant of a Qwen3-TTS model from its config.json, without loading its weights."""
+    config = _read_config(resolve_model_path(model))
+    variant = config.get("tts_model_type")
+    if config.get("model_type") != "qwen3_tts" or variant not in tuple(Variant):
+        raise ModelLoadError(
+            f"'{model}' is not a Qwen3-TTS 12 Hz model (model_type {config.get('model_type')!r}, "
+            f"tts_model_type {variant!r})"
+        )
+    return Variant(variant)
 
 
 def _read_config(path: Path) -> dict[str, Any]:

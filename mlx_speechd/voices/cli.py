@@ -12,26 +12,26 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+from .. import api
 from ..config import CONFIG_ENV, ENV_PREFIX
 from ..engine.engine import normalize_language
-from ..engine.loader import ISO_LANGUAGES
+from ..engine.loader import ISO_LANGUAGES, model_variant
 from ..engine.types import Variant
 from ..errors import SpeechdError
-from ..playback import PlaybackError
+from ..playback import PlaybackError, Player, check_output_device
 from ..settings import parse_device
 from .reference import check_transcript as checked_transcript
 from .reference import load_reference
 from .store import Voice, VoiceKind, VoiceLibrary, VoiceParams, default_voices_dir
 
-if TYPE_CHECKING:
-    from ..api import Audio
-
 _LOGGER = logging.getLogger(__name__)
 
 PROG = "mlx-speechd"
 VOICES_DIR_ENV = ENV_PREFIX + "VOICES_DIR"
+DESIGN_MODEL = "mlx-community/Qwen3-TTS-12Hz-1.7B-VoiceDesign-8bit"
+"""The VoiceDesign model `voice design` uses when neither --model nor the voice names one."""
 LANGUAGES = ("auto", *ISO_LANGUAGES.values())
 _KIND_OPTIONS = {
     VoiceKind.CLONE: ("ref_audio", "ref_text", "ref_text_file", "x_vector_only"),
@@ -96,19 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
         "design",
         parents=[common],
         help="render a designed voice's sample with a VoiceDesign model",
-        description="Render the sample text in a designed voice with a VoiceDesign model and keep it as the "
-        "voice's sample.wav, to listen to (--play, -o) and to adopt as a clone voice (`voice adopt`). "
-        "With --description it makes (or with --force replaces) the voice; without, it renders a designed "
-        "voice added before.",
+        description="Speak the sample text in a designed voice with a VoiceDesign model and keep the audio "
+        "as the voice's sample, to listen to (--play, -o) and to adopt as a clone voice (`voice adopt`). "
+        "With --description it makes (with --force replaces) the voice; without, it renders again a "
+        "designed voice stored before, with any of --text, --seed, --language changed.",
     )
     design.add_argument("name", help="the designed voice")
-    design.add_argument("--model", required=True, help="a Qwen3-TTS VoiceDesign model (hub id or folder)")
+    design.add_argument(
+        "--model",
+        help="a Qwen3-TTS VoiceDesign model, hub id or folder "
+        f"(default: the voice's model, else {DESIGN_MODEL})",
+    )
     design.add_argument("--description", metavar="TEXT", help="what the voice sounds like")
-    design.add_argument("--sample-text", metavar="TEXT", help="what the sample says")
+    design.add_argument(
+        "--text", "--sample-text", dest="sample_text", metavar="TEXT", help="what the sample says"
+    )
     design.add_argument("--seed", type=int, help="random seed that fixes the voice (default: a random one)")
     design.add_argument("--language", help="language of the sample (auto, english, en, ...)")
     design.add_argument("--force", action="store_true", help="replace a voice of the same name")
-    design.add_argument("--play", action="store_true", help="play the sample")
+    design.add_argument("--play", action="store_true", help="play the sample on the audio output")
     design.add_argument("--device", help="output device name or index for --play")
     design.add_argument(
         "-o", "--output", metavar="FILE", help="also write the sample to FILE (.wav, .flac, .ogg)"
@@ -228,63 +234,67 @@ def _add(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
 
 def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     """Render the sample of a designed voice (new with --description, else the stored one) and keep it."""
+    model, settings = _design_settings(args, library)
+    if args.output:
+        api.check_audio_path(args.output)
+    device = parse_device(args.device)
+    if args.play:
+        check_output_device(device)
+    variant = model_variant(model)
+    if variant is not Variant.VOICE_DESIGN:
+        raise _UsageError(f"'{model}' is a {variant} model; designing a voice needs a VoiceDesign model")
+    audio = _render(model, settings)
+    voice = library.add(
+        args.name,
+        VoiceKind.DESIGNED,
+        settings,
+        audio=audio.samples,
+        model=model,
+        force=args.force or not args.description,
+    )
+    if args.output:
+        audio.save(args.output)
+    if args.play:
+        player = Player(device)
+        player.write(audio.pcm)
+        player.close()
+    return voice
+
+
+def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[str, VoiceParams]:
+    """The model and settings to render: the options', or the stored voice's with the options applied."""
+    language = normalize_language(args.language, LANGUAGES) if args.language else None
     if args.description:
         library.check_free(args.name, args.force)
-        seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-        language = normalize_language(args.language, LANGUAGES) if args.language else None
         settings = VoiceParams(
-            language=language, description=args.description, sample_text=args.sample_text, seed=seed
+            language=language, description=args.description, sample_text=args.sample_text, seed=args.seed
         )
+        model = args.model or DESIGN_MODEL
     else:
         stored = library.get(args.name)
         if stored.kind is not VoiceKind.DESIGNED:
             raise _UsageError(
                 f"voice '{stored.name}' is a {stored.kind} voice; give --description to design one"
             )
-        settings = stored.settings
-        overrides = {"sample_text": args.sample_text, "seed": args.seed}
-        if args.language:
-            overrides["language"] = normalize_language(args.language, LANGUAGES)
-        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-        if settings.seed is None:
-            settings = replace(settings, seed=secrets.randbelow(2**31))
+        given = {"sample_text": args.sample_text, "seed": args.seed, "language": language}
+        settings = replace(stored.settings, **{k: v for k, v in given.items() if v is not None})
+        model = args.model or stored.model or DESIGN_MODEL
     if not settings.sample_text:
-        raise _UsageError("the sample needs a text: give --sample-text")
-    audio = _render(args.model, settings)
-    if args.output:
-        audio.save(args.output)
-    voice = library.add(
-        args.name,
-        VoiceKind.DESIGNED,
-        settings,
-        audio=audio.samples,
-        model=args.model,
-        force=args.force or not args.description,
-    )
-    if args.play:
-        from ..playback import Player
-
-        player = Player(parse_device(args.device))
-        player.write(audio.pcm)
-        player.close()
-    return voice
+        raise _UsageError("the sample needs a text: give --text")
+    if settings.seed is None:
+        settings = replace(settings, seed=secrets.randbelow(2**31))
+    return model, settings
 
 
-def _render(model: str, settings: VoiceParams) -> Audio:
-    """Speak the sample text in the designed voice with the public API, on a VoiceDesign model."""
-    from .. import api
-
-    with api.load(model, voices_dir=None) as tts:
-        if tts.info.variant is not Variant.VOICE_DESIGN:
-            raise _UsageError(
-                f"'{model}' is a {tts.info.variant} model; designing a voice needs a VoiceDesign model"
-            )
-        assert settings.sample_text is not None and settings.description is not None
+def _render(model: str, settings: VoiceParams) -> api.Audio:
+    """Speak the sample text in the designed voice through the public API (its engine thread runs MLX)."""
+    assert settings.sample_text is not None and settings.description is not None and settings.seed is not None
+    with api.load(model, voices_dir=None, warmup=False, audio_cache=False) as tts:
         return tts.generate(
             settings.sample_text,
             instruct=settings.description,
             language=settings.language or "auto",
-            seed=settings.seed if settings.seed is not None else 0,
+            seed=settings.seed,
         )
 
 
