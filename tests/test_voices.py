@@ -290,6 +290,43 @@ def test_design_errors_are_one_line_and_write_nothing(
     assert not (tmp_path / "up").exists()
 
 
+def test_seed_scenario_ref_wav_and_txt_become_a_voice_that_speaks_three_sentences(
+    library: Path, reference: tuple[Path, Path], tiny_base_ends: Path, tmp_path: Path
+) -> None:
+    """A ~19 s ref.wav plus ref.txt, added with the CLI, speaks three sentences from the command line,
+    and a second run reuses the prompt and decoder state saved by the first (same audio)."""
+    wav, txt = reference
+    assert 18.5 < soundfile.info(str(wav)).duration < 19.5
+    ok(
+        voice_cli(
+            library, "add", "me", "--ref-audio", str(wav), "--ref-text-file", str(txt), "--language", "en"
+        )
+    )
+    text = "This is my own voice. It was cloned once and saved. Now it reads every sentence."
+
+    def speak(out: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *CLI[:-1], "--model", str(tiny_base_ends), "--voices-dir", str(library), "--voice", "me",
+                "--seed", "11", "--no-warmup", "--no-audio-cache", "-o", str(out), text,
+            ],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+
+    first = speak(tmp_path / "first.wav")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "in 3 sentence(s)" in first.stderr and "finished: eos" in first.stderr, first.stderr[-2000:]
+    prompt = VoiceLibrary(library).get("me").prompt_path(model_fingerprint(tiny_base_ends))
+    saved = prompt.stat().st_mtime_ns
+    second = speak(tmp_path / "second.wav")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert prompt.stat().st_mtime_ns == saved  # read, not computed again
+    audio, rate = soundfile.read(str(tmp_path / "first.wav"), dtype="int16")
+    again, _ = soundfile.read(str(tmp_path / "second.wav"), dtype="int16")
+    assert rate == SAMPLE_RATE and len(audio) > SAMPLE_RATE // 2 and np.abs(audio).max() > 0
+    assert np.array_equal(audio, again)
+
+
 def test_an_existing_name_needs_force(library: Path, reference: tuple[Path, Path]) -> None:
     wav, txt = reference
     ok(voice_cli(library, "add", "ann", "--speaker", "ryan"))
