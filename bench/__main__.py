@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="0.6B-shaped model folder for `big` (written there if missing; default: a temporary one)",
     )
+    parser.add_argument(
+        "--voice-models",
+        type=Path,
+        help="folder of `voices`' models, SIZE-base and SIZE-custom_voice (written there if missing; "
+        "default: a temporary one)",
+    )
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress in detail")
     return parser
@@ -62,11 +68,11 @@ def _sections(args: argparse.Namespace) -> list[str]:
     return [name for name in SECTIONS if name in chosen and name not in skipped]
 
 
-def _make_model(folder: Path, size: str) -> str:
+def _make_model(folder: Path, size: str, variant: str = "custom_voice") -> str:
     from mlx_speechd.testing.model_factory import make_test_model
 
-    _LOGGER.info("Writing a random %s model to %s", size, folder)
-    return str(make_test_model(folder, "custom_voice", size, fixed_length=True))
+    _LOGGER.info("Writing a random %s %s model to %s", size, variant, folder)
+    return str(make_test_model(folder, variant, size, fixed_length=True))
 
 
 def _machine() -> dict[str, Any]:

@@ -211,3 +211,35 @@ def pipeline_table(result: dict[str, Any]) -> str:
     ]
     header = ["variant", "RTF median", "best", "x base", "CPU-time RTF median", "x base"]
     return table(header, rows)
+
+
+def voices_table(results: dict[str, dict[str, Any]]) -> str:
+    """Per model size: prompt + priming and first audio, library voice / per-request reference / preset."""
+    rows = []
+    for size, r in results.items():
+        prompt, audio = r["prompt"]["median_s"], r["first_audio"]["median_s"]
+        rows.append(
+            [
+                f"{size} ({r['rounds']} rounds)",
+                ms(prompt["per_request"]),
+                ms(prompt["library"]),
+                ratio(prompt["library"], prompt["per_request"]),
+                ms(audio["per_request"]),
+                ms(audio["library"]),
+                ms(audio["preset"]),
+                ratio(audio["library"], audio["preset"]),
+                f"{r['prompt']['once_s']:.2f}",
+            ]
+        )
+    header = [
+        "model",
+        "prompt+priming ms, per request",
+        "library",
+        "library / per request",
+        "first audio ms, per request",
+        "library",
+        "preset",
+        "library / preset",
+        "encode once s",
+    ]
+    return table(header, rows)

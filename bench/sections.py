@@ -37,6 +37,9 @@ class Plan:
     soak_requests: int
     soak_clients: int
     soak_per_client: int
+    voice_sizes: tuple[tuple[str, int], ...] = (("tiny", 1),)
+    """`voices`: the model sizes, each with its rounds."""
+    voice_frames: int = 2
     big_frames: int = 4
 
 
@@ -54,6 +57,7 @@ FULL = Plan(
     soak_requests=200,
     soak_clients=4,
     soak_per_client=10,
+    voice_sizes=(("tiny", 8), ("0.6b", 2)),
 )
 QUICK = Plan(
     rounds=1,
@@ -80,7 +84,8 @@ class Context:
     plan: Plan
     args: argparse.Namespace
     work: Path
-    make_model: Callable[[Path, str], str]
+    make_model: Callable[[Path, str, str], str]
+    """Writes a random fixed-length model: (folder, size, variant) -> folder."""
     _loaded: tuple[Qwen3Model, ModelInfo] | None = field(default=None, repr=False)
 
     def loaded(self) -> tuple[Qwen3Model, ModelInfo]:
@@ -179,12 +184,32 @@ def cold(ctx: Context) -> Outcome:
     return Outcome(result, "Cold start", report.cold_table(result))
 
 
+def voices(ctx: Context) -> Outcome:
+    from .voice_prompts import REFERENCE_SECONDS, run_voice_prompts
+
+    folder = ctx.args.voice_models or ctx.work / "voice-models"
+    results = {}
+    for size, rounds in ctx.plan.voice_sizes:
+        models = {}
+        for variant in ("base", "custom_voice"):
+            models[variant] = folder / f"{size}-{variant}"
+            if not (models[variant] / "config.json").exists():
+                ctx.make_model(models[variant], size, variant)
+        base, custom = str(models["base"]), str(models["custom_voice"])
+        results[size] = run_voice_prompts(base, custom, rounds, ctx.plan.voice_frames)
+    title = (
+        f"Clone voice, {REFERENCE_SECONDS:g} s reference: library voice against per-request reference audio "
+        f"and a preset speaker (medians; {ctx.plan.voice_frames} frames per request)"
+    )
+    return Outcome(results, title, report.voices_table(results))
+
+
 def big(ctx: Context) -> Outcome:
     from .big_model import run_big_model
 
     folder = ctx.args.big_model or ctx.work / "model-0.6b"
     if not (folder / "config.json").exists():
-        ctx.make_model(folder, "0.6b")
+        ctx.make_model(folder, "0.6b", "custom_voice")
     result = run_big_model(str(folder), frames=ctx.plan.big_frames)
     return Outcome(result, f"0.6B-shaped model, {ctx.plan.big_frames} frames", report.big_table(result))
 
@@ -205,5 +230,6 @@ SECTIONS: dict[str, Section] = {
     "cache": Section(cache, in_process=True),
     "soak": Section(soak),
     "cold": Section(cold, quick=False),
+    "voices": Section(voices, quick=False),
     "big": Section(big, quick=False),
 }

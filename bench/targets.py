@@ -111,12 +111,34 @@ def cache_targets(result: dict[str, Any], baseline: str) -> list[Target]:
     ]
 
 
+def voices_targets(result: dict[str, Any], baseline: str) -> list[Target]:
+    targets = []
+    for size, r in result.items():
+        prompt, clone = r["prompt_ratio"], r["clone_over_preset"]
+        targets += [
+            Target(
+                f"{size}: prompt + priming, library voice / per-request reference",
+                f"{prompt:.3f}x",
+                "<= 0.10x",
+                prompt <= 0.10,
+            ),
+            Target(
+                f"{size}: first audio, library clone voice / preset speaker",
+                f"{clone:.2f}x",
+                "<= 1.2x",
+                clone <= 1.2,
+            ),
+        ]
+    return targets
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], list[Target]]] = {
     "compare": compare_targets,
     "pipeline": pipeline_targets,
     "long": long_targets,
     "soak": soak_targets,
     "cache": cache_targets,
+    "voices": voices_targets,
 }
 """Each section's targets, by section name (sections without targets are absent)."""
 

@@ -168,3 +168,33 @@ def test_request_result_and_percentile() -> None:
     assert result.chunk_gaps == pytest.approx([0.05, 0.15, 0.3])
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([1.0, 2.0, 3.0], 100) == 3.0
+
+
+def test_voices_section_on_the_tiny_models(tiny_base: Path, tiny_custom_voice: Path, tmp_path: Path) -> None:
+    """`--only voices`: library clone voice, per-request reference and preset, interleaved, on tiny models."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-base").symlink_to(tiny_base)
+    (models / "tiny-custom_voice").symlink_to(tiny_custom_voice)
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "bench", "--quick", "--only", "voices", "--model", str(tiny_custom_voice)]
+    argv += ["--voice-models", str(models), "--json", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "## Clone voice, 18 s reference" in done.stdout
+    results = json.loads(out.read_text())
+    assert set(results["seconds"]) == {"voices", "targets"}
+    tiny = results["voices"]["tiny"]
+    assert tiny["base"] == str(models / "tiny-base") and tiny["reference_seconds"] == 18.0
+    assert tiny["prompt"]["identical_prompts"]  # the library prompt is the per-request one, bit for bit
+    assert _positive(tiny["prompt"]["once_s"]) and _positive(tiny["first_audio"]["library_first_request_s"])
+    clones = {"library", "per_request"}
+    for part, variants in (("prompt", clones), ("first_audio", {*clones, "preset"})):
+        seconds = tiny[part]["seconds"]
+        assert set(seconds) == variants
+        assert all(len(values) == tiny["rounds"] == 1 for values in seconds.values())
+        assert all(_positive(value) for values in seconds.values() for value in values)
+    assert _positive(tiny["prompt_ratio"]) and _positive(tiny["clone_over_preset"])
+    names = {t["name"] for t in results["targets"]}
+    assert "tiny: prompt + priming, library voice / per-request reference" in names
+    assert "tiny: first audio, library clone voice / preset speaker" in names
