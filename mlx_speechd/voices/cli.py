@@ -281,6 +281,9 @@ def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[s
         model = args.model or stored.model or DESIGN_MODEL
     if not settings.sample_text:
         raise _UsageError("the sample needs a text: give --text")
+    folder = Path(model).expanduser()
+    if folder.is_dir():  # stored for rendering again later, from any working folder
+        model = str(folder.absolute())
     if settings.seed is None:
         settings = replace(settings, seed=secrets.randbelow(2**31))
     return model, settings
