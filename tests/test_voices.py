@@ -250,6 +250,10 @@ def test_design_renders_the_sample_then_adopt_makes_a_clone(
     # rendering the stored design again (its model and seed, no --description) gives the same sample
     ok(voice_cli(library, "design", "narrator"))
     assert np.array_equal(read_audio(lib.get("narrator").sample_path), sample)
+    # and it is what the daemon says in that voice on the same model
+    with mlx_speechd.load(tiny_voice_design, voices_dir=library, warmup=False, audio_cache=False) as tts:
+        spoken = tts.generate(text, voice="narrator")
+    assert np.array_equal(spoken.samples, sample)
 
     ok(voice_cli(library, "adopt", "narrator", "--as", "narrator-clone"))
     clone = lib.get("narrator-clone")
