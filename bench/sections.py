@@ -37,8 +37,8 @@ class Plan:
     soak_requests: int
     soak_clients: int
     soak_per_client: int
-    voice_sizes: tuple[tuple[str, int], ...] = (("tiny", 1),)
-    """`voices`: the model sizes, each with its rounds."""
+    voice_sizes: tuple[tuple[str, int, int], ...] = (("tiny", 1, 1),)
+    """`voices`: the model sizes, each with its counted and its warm-up rounds."""
     voice_frames: int = 2
     big_frames: int = 4
 
@@ -57,7 +57,7 @@ FULL = Plan(
     soak_requests=200,
     soak_clients=4,
     soak_per_client=10,
-    voice_sizes=(("tiny", 8), ("0.6b", 2)),
+    voice_sizes=(("tiny", 8, 1), ("0.6b", 1, 0)),
 )
 QUICK = Plan(
     rounds=1,
@@ -189,14 +189,14 @@ def voices(ctx: Context) -> Outcome:
 
     folder = ctx.args.voice_models or ctx.work / "voice-models"
     results = {}
-    for size, rounds in ctx.plan.voice_sizes:
+    for size, rounds, warmup in ctx.plan.voice_sizes:
         models = {}
         for variant in ("base", "custom_voice"):
             models[variant] = folder / f"{size}-{variant}"
             if not (models[variant] / "config.json").exists():
                 ctx.make_model(models[variant], size, variant)
         base, custom = str(models["base"]), str(models["custom_voice"])
-        results[size] = run_voice_prompts(base, custom, rounds, ctx.plan.voice_frames)
+        results[size] = run_voice_prompts(base, custom, rounds, warmup, ctx.plan.voice_frames)
     title = (
         f"Clone voice, {REFERENCE_SECONDS:g} s reference: library voice against per-request reference audio "
         f"and a preset speaker (medians; {ctx.plan.voice_frames} frames per request)"

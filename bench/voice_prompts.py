@@ -3,7 +3,7 @@ against per-request reference audio (encoded and primed again for every sentence
 speaker of a CustomVoice model of the same size.
 
 One worker per model size (a Base and a CustomVoice model), two measurements, each interleaved
-round by round (the order rotates; the first round warms up and is not counted):
+round by round (the order rotates; `warmup` rounds run first and are not counted):
 - `prompt`: `start_utterance` alone (build the prompt, prime or restore the decoder), in this process;
 - `first_audio`: one-sentence requests to one engine serving both models, the library voice, the
   same reference given with the request and the preset speaker in turn; the engine's own time to
@@ -26,8 +26,9 @@ from mlx_speechd.engine import Engine, GuardSettings, ReferenceAudio, ReplyOptio
 from mlx_speechd.engine.decoder import StreamingDecoder
 from mlx_speechd.engine.generation import Utterance, start_utterance
 from mlx_speechd.engine.loader import load_model
-from mlx_speechd.voices import VoiceKind, VoiceLibrary, VoiceParams
-from mlx_speechd.voices.prompt import compute_voice_prompt
+from mlx_speechd.fingerprint import model_fingerprint
+from mlx_speechd.voices import Voice, VoiceKind, VoiceLibrary, VoiceParams
+from mlx_speechd.voices.prompt import voice_prompt
 
 from .measure import median
 from .workers import run_worker, setup_worker_logging, worker_parser, write_result
@@ -65,32 +66,36 @@ def _order(keys: tuple[str, ...], round_index: int) -> list[str]:
     return list(keys[shift:] + keys[:shift])
 
 
-def prompt_costs(base: str, rounds: int, samples: np.ndarray) -> dict[str, Any]:
-    """Seconds to build the prompt and prime (per request) or restore (library) the decoder."""
+def prompt_costs(base: str, voice: Voice, rounds: int, warmup: int, samples: np.ndarray) -> dict[str, Any]:
+    """Seconds to build the prompt and prime (per request) or restore (library) the decoder.
+
+    Computing the library voice's prompt (saved in its folder for `first_audio`) runs the encoders
+    and the priming once before the rounds, as a warm-up of the per-request path.
+    """
     model, info = load_model(base)
     decoder = StreamingDecoder(model.decoder, info.decoder_window)
     began = time.perf_counter()
-    voice = compute_voice_prompt(model, decoder, samples, REF_TEXT)
+    prompt = voice_prompt(model, decoder, voice, model_fingerprint(Path(base)))
     once = time.perf_counter() - began
     ref_audio = mx.array(samples)
     seconds: dict[str, list[float]] = {"library": [], "per_request": []}
     identical = True
-    for index in range(rounds + 1):
+    for index in range(warmup + rounds):
         text = SENTENCES[index % len(SENTENCES)]
         utterances = {
-            "library": Utterance(text, None, LANGUAGE, None, None, None, voice.clone, voice.decoder),
+            "library": Utterance(text, None, LANGUAGE, None, None, None, prompt.clone, prompt.decoder),
             "per_request": Utterance(text, None, LANGUAGE, None, ref_audio, REF_TEXT),
         }
         embeds = {}
         for key in _order(tuple(utterances), index):
             began = time.perf_counter()
-            prompt = start_utterance(model, decoder, utterances[key])
-            mx.eval(prompt.embeds, prompt.trailing, prompt.pad)
-            if index:
+            built = start_utterance(model, decoder, utterances[key])
+            mx.eval(built.embeds, built.trailing, built.pad)
+            if index >= warmup:
                 seconds[key].append(time.perf_counter() - began)
-            embeds[key] = prompt.embeds
+            embeds[key] = built.embeds
         identical = identical and bool(mx.array_equal(embeds["library"], embeds["per_request"]).item())
-    del model, decoder, voice, ref_audio, embeds
+    del model, decoder, prompt, ref_audio, embeds
     gc.collect()
     mx.clear_cache()
     return {"once_s": once, "seconds": seconds, "identical_prompts": identical}
@@ -108,42 +113,45 @@ def _request(engine: Engine, voice: VoiceSettings, text: str) -> float:
     return stats.time_to_first_audio
 
 
-def first_audio(base: str, custom: str, rounds: int, frames: int, samples: np.ndarray) -> dict[str, Any]:
-    """Time to first audio per one-sentence request, the three voices in turn on one engine."""
+def first_audio(
+    base: str, custom: str, library: VoiceLibrary, rounds: int, warmup: int, frames: int, samples: np.ndarray
+) -> dict[str, Any]:
+    """Time to first audio per one-sentence request, the three voices in turn on one engine.
+
+    The engine warms up each model at start; the library voice's first request reads its saved prompt.
+    """
     import mlx_speechd
 
-    with tempfile.TemporaryDirectory(prefix="mlx-speechd-bench-voices-") as tmp:
-        library = VoiceLibrary(Path(tmp))
-        library.add(VOICE, VoiceKind.CLONE, VoiceParams(language=LANGUAGE, ref_text=REF_TEXT), audio=samples)
-        voices = {
-            "library": VoiceSettings(speaker=VOICE),
-            "per_request": VoiceSettings(
-                language=LANGUAGE, ref_audio=ReferenceAudio(samples), ref_text=REF_TEXT
-            ),
-            "preset": VoiceSettings(speaker=PRESET, language=LANGUAGE),
-        }
-        guards = GuardSettings(frames_per_char=0, min_frames=frames)
-        with mlx_speechd.load(
-            [custom, base], voices_dir=library.folder, guards=guards, audio_cache=False
-        ) as tts:
-            began = time.perf_counter()
-            _request(tts.engine, voices["library"], SENTENCES[0])  # computes and saves the prompt
-            library_first = time.perf_counter() - began
-            seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
-            for index in range(rounds + 1):
-                text = SENTENCES[index % len(SENTENCES)]
-                for key in _order(VARIANTS, index):
-                    ttfa = _request(tts.engine, voices[key], text)
-                    if index:
-                        seconds[key].append(ttfa)
+    voices = {
+        "library": VoiceSettings(speaker=VOICE),
+        "per_request": VoiceSettings(language=LANGUAGE, ref_audio=ReferenceAudio(samples), ref_text=REF_TEXT),
+        "preset": VoiceSettings(speaker=PRESET, language=LANGUAGE),
+    }
+    guards = GuardSettings(frames_per_char=0, min_frames=frames)
+    with mlx_speechd.load([custom, base], voices_dir=library.folder, guards=guards, audio_cache=False) as tts:
+        began = time.perf_counter()
+        _request(tts.engine, voices["library"], SENTENCES[0])
+        library_first = time.perf_counter() - began
+        seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
+        for index in range(warmup + rounds):
+            text = SENTENCES[index % len(SENTENCES)]
+            for key in _order(VARIANTS, index):
+                ttfa = _request(tts.engine, voices[key], text)
+                if index >= warmup:
+                    seconds[key].append(ttfa)
     return {"library_first_request_s": library_first, "seconds": seconds}
 
 
-def measure(base: str, custom: str, rounds: int, frames: int) -> dict[str, Any]:
+def measure(base: str, custom: str, rounds: int, warmup: int, frames: int) -> dict[str, Any]:
     """Both measurements for one model size."""
     samples = reference()
-    prompt = prompt_costs(base, rounds, samples)
-    audio = first_audio(base, custom, rounds, frames, samples)
+    with tempfile.TemporaryDirectory(prefix="mlx-speechd-bench-voices-") as tmp:
+        library = VoiceLibrary(Path(tmp))
+        voice = library.add(
+            VOICE, VoiceKind.CLONE, VoiceParams(language=LANGUAGE, ref_text=REF_TEXT), audio=samples
+        )
+        prompt = prompt_costs(base, voice, rounds, warmup, samples)
+        audio = first_audio(base, custom, library, rounds, warmup, frames, samples)
     prompt_median = {key: median(values) for key, values in prompt["seconds"].items()}
     audio_median = {key: median(values) for key, values in audio["seconds"].items()}
     return {
@@ -151,6 +159,7 @@ def measure(base: str, custom: str, rounds: int, frames: int) -> dict[str, Any]:
         "custom": custom,
         "reference_seconds": REFERENCE_SECONDS,
         "rounds": rounds,
+        "warmup_rounds": warmup,
         "frames": frames,
         "prompt": {**prompt, "median_s": prompt_median},
         "first_audio": {**audio, "median_s": audio_median},
@@ -159,19 +168,20 @@ def measure(base: str, custom: str, rounds: int, frames: int) -> dict[str, Any]:
     }
 
 
-def run_voice_prompts(base: str, custom: str, rounds: int, frames: int) -> dict[str, Any]:
-    args = ["--model", base, "--custom", custom, "--rounds", str(rounds), "--frames", str(frames)]
-    return run_worker("voice_prompts", args, timeout=3600)
+def run_voice_prompts(base: str, custom: str, rounds: int, warmup: int, frames: int) -> dict[str, Any]:
+    args = ["--model", base, "--custom", custom, "--rounds", str(rounds), "--warmup", str(warmup)]
+    return run_worker("voice_prompts", [*args, "--frames", str(frames)], timeout=3 * 3600)
 
 
 def main() -> None:
     parser = worker_parser("Library clone voice against per-request reference audio and a preset.")
     parser.add_argument("--custom", required=True, help="CustomVoice model folder of the same size")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
     parser.add_argument("--frames", type=int, default=2)
     args = parser.parse_args()
     setup_worker_logging()
-    write_result(args.out, measure(args.model, args.custom, args.rounds, args.frames))
+    write_result(args.out, measure(args.model, args.custom, args.rounds, args.warmup, args.frames))
 
 
 if __name__ == "__main__":
