@@ -221,25 +221,25 @@ def voices_table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             [
                 f"{size} ({r['rounds']} rounds)",
-                ms(prompt["per_request"]),
-                ms(prompt["library"]),
+                f"{prompt['per_request']:.3f}",
+                f"{prompt['library']:.3f}",
                 ratio(prompt["library"], prompt["per_request"]),
-                ms(audio["per_request"]),
-                ms(audio["library"]),
-                ms(audio["preset"]),
+                f"{audio['per_request']:.3f}",
+                f"{audio['library']:.3f}",
+                f"{audio['preset']:.3f}",
                 ratio(audio["library"], audio["preset"]),
                 f"{r['prompt']['once_s']:.2f}",
             ]
         )
     header = [
         "model",
-        "prompt+priming ms, per request",
+        "prompt+priming s, per request",
         "library",
         "library / per request",
-        "first audio ms, per request",
+        "first audio s, per request",
         "library",
         "preset",
         "library / preset",
-        "encode once s",
+        "compute once s",
     ]
     return table(header, rows)
