@@ -46,6 +46,7 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
             _DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES, settings.event_timeout
         ),
         idle_timeout=settings.idle_timeout,
+        write_timeout=settings.write_timeout,
     )
     if parsed.scheme == "unix":
         await asyncio.to_thread(check_socket_path, parsed.path)
