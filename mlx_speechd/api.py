@@ -25,7 +25,9 @@ from .audio.pcm import SAMPLE_RATE, pcm16_to_float
 from .engine.engine import Engine
 from .engine.reply import Reply
 from .engine.types import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
@@ -38,6 +40,8 @@ from .engine.types import (
     VoiceSettings,
 )
 from .errors import InvalidRequestError
+from .settings import parse_size
+from .voices.store import default_voices_dir
 
 Text = str | Iterable[str]
 """A whole text, or pieces of one as they arrive (an LLM's tokens, say)."""
@@ -50,7 +54,7 @@ class SpeechOptions(TypedDict, total=False):
     """Keyword arguments of `generate`, `stream` and `astream`."""
 
     voice: str
-    """A speaker of a CustomVoice model (`TTS.voices`)."""
+    """A voice by name (`TTS.voices`): a preset speaker of a CustomVoice model or a voice library name."""
     language: str
     """'auto' (default), a name ('English') or a code ('en')."""
     instruct: str
@@ -70,6 +74,10 @@ class SpeechOptions(TypedDict, total=False):
 class EngineOptions(TypedDict, total=False):
     """Keyword arguments of `load`."""
 
+    extra_models: Iterable[str | os.PathLike[str]]
+    """More models to serve beside the first (each voice goes to the model that speaks it)."""
+    voices_dir: str | os.PathLike[str] | None
+    """The voice library (default: `$MLX_SPEECHD_VOICES_DIR`, else the per-user folder); None: none."""
     warmup: bool
     first_chunk_frames: int
     chunk_frames: int
@@ -84,9 +92,13 @@ class EngineOptions(TypedDict, total=False):
     instruct: str
     ref_audio: ReferenceInput
     ref_text: str
+    audio_cache: bool
+    audio_cache_dir: str | os.PathLike[str] | None
+    audio_cache_size: int | str
 
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
+VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
@@ -123,19 +135,36 @@ class Audio:
         return target
 
 
-def load(model: str | os.PathLike[str] | None = None, **options: Unpack[EngineOptions]) -> TTS:
+ModelInput = str | os.PathLike[str]
+
+
+def load(
+    model: ModelInput | list[ModelInput] | tuple[ModelInput, ...] | None = None,
+    **options: Unpack[EngineOptions],
+) -> TTS:
     """Load a Qwen3-TTS model (hub id or local folder) and warm it up; close the result when done.
 
     Without `model`: `$MLX_SPEECHD_MODEL` if set (as for the command line), else `DEFAULT_MODEL`.
+    Several models: `load([first, second])` or `load(first, extra_models=[second])`; the first is the
+    default, and each voice (preset, library voice, reference audio) goes to the model that speaks it.
     """
     if model is None:
         model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if isinstance(model, list | tuple):
+        if not model:
+            raise InvalidRequestError("load() needs at least one model")
+        options = {**options, "extra_models": [*model[1:], *options.get("extra_models", ())]}
+        model = model[0]
     return TTS(engine_config(model, options))
 
 
-def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> EngineConfig:
+def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
     """The engine configuration for `load`'s arguments (TypeError for an unknown one)."""
     _check_keys("load", options, EngineOptions)
+    if "voices_dir" in options:
+        voices_dir = options["voices_dir"]
+    else:
+        voices_dir = os.environ.get(VOICES_DIR_ENV) or default_voices_dir()
     voice = VoiceSettings(
         speaker=options.get("voice"),
         language=options.get("language"),
@@ -146,6 +175,8 @@ def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> Engi
     try:
         return EngineConfig(
             model=os.fspath(model),
+            extra_models=tuple(os.fspath(extra) for extra in options.get("extra_models", ())),
+            voices_dir=None if voices_dir is None else Path(voices_dir).expanduser(),
             voice=voice,
             schedule=_schedule(options),
             guards=options.get("guards", GuardSettings()),
@@ -154,9 +185,21 @@ def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> Engi
             decoder_window=options.get("decoder_window"),
             max_text_chars=options.get("max_text_chars", 10000),
             warmup=options.get("warmup", True),
+            audio_cache=_audio_cache(options),
         )
     except ValueError as err:
         raise InvalidRequestError(str(err)) from err
+
+
+def _audio_cache(options: EngineOptions) -> AudioCacheSettings:
+    """The audio cache settings of `load`'s arguments; ValueError for a bad size."""
+    folder = options.get("audio_cache_dir")
+    size = options.get("audio_cache_size", DEFAULT_AUDIO_CACHE_SIZE)
+    return AudioCacheSettings(
+        enabled=options.get("audio_cache", True),
+        folder=Path(folder).expanduser() if folder is not None else None,
+        size_limit_bytes=parse_size(size) if isinstance(size, str) else size,
+    )
 
 
 def _schedule(options: EngineOptions) -> ChunkSchedule:
@@ -203,7 +246,13 @@ class TTS:
 
     @property
     def voices(self) -> tuple[str, ...]:
+        """Voice names to pass as `voice`: preset speakers and library voices (as the library is now)."""
         return self._engine.voices
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """Every loaded model, the default (`info`) first."""
+        return self._engine.models
 
     def close(self) -> None:
         """Cancel work in progress and release the model."""

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
@@ -21,7 +22,9 @@ from .config import (
     unknown_variables,
 )
 from .engine import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     CachePolicy,
     ChunkSchedule,
     EngineConfig,
@@ -40,8 +43,10 @@ from .settings import (
     StdioSettings,
     WyomingSettings,
     parse_device,
+    parse_size,
 )
 from .stdout import print_error
+from .voices.store import default_voices_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Streaming Qwen3-TTS text to speech on MLX. Speaks TEXT (or stdin, line by line) "
             "and exits, or serves Wyoming (--uri) and/or JSON lines (--stdio) as a daemon. "
-            "Subcommands: check, download, make-test-model (see `mlx-speechd SUBCOMMAND --help`)."
+            "Subcommands: check, download, make-test-model, cache, voice, narrate "
+            "(see `mlx-speechd SUBCOMMAND --help`)."
         ),
         formatter_class=_HelpFormatter,
     )
@@ -112,13 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="Hugging Face repo id or local folder of a Qwen3-TTS 12Hz model",
+        action=AppendOverride,
+        default=[DEFAULT_MODEL],
+        help="Hugging Face repo id or local folder of a Qwen3-TTS 12Hz model; repeat it to serve several "
+        "models (the first is the default; each voice goes to the model that speaks it)",
     )
     model.add_argument("--no-warmup", action="store_true", help="skip the warm-up generation at start")
 
     voice = parser.add_argument_group("voice")
-    voice.add_argument("--voice", help="preset speaker of a CustomVoice model (e.g. ryan)")
+    voice.add_argument(
+        "--voice", help="preset speaker of a CustomVoice model (e.g. ryan) or a voice library name"
+    )
     voice.add_argument("--language", default="auto", help="language name or code (auto, english, en, ...)")
     voice.add_argument(
         "--instruct",
@@ -127,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--ref-audio", help="reference recording to clone (Base models)")
     voice.add_argument("--ref-text", help="transcript of --ref-audio (Base models)")
     voice.add_argument("--seed", type=Number(int, 0, MAX_SEED), help="random seed for reproducible audio")
+    voice.add_argument(
+        "--voices-dir",
+        metavar="DIR",
+        help=f"voice library folder, whose voices are served by name (default: {default_voices_dir()})",
+    )
 
     stream = parser.add_argument_group("streaming")
     stream.add_argument(
@@ -183,6 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="cancel a paused reply (error client-too-slow) whose client reads nothing this long; "
         "also closes a Wyoming connection whose writes block this long",
+    )
+
+    cache = parser.add_argument_group("audio cache (finished sentences' audio, replayed when asked again)")
+    cache.add_argument(
+        "--audio-cache-dir",
+        help="cache folder (default: the per-user cache folder, e.g. ~/.cache/mlx-speechd/audio); "
+        "several processes may share one",
+    )
+    cache.add_argument(
+        "--audio-cache-size",
+        type=parse_size,
+        default=DEFAULT_AUDIO_CACHE_SIZE,
+        help="bound on the folder's size in bytes, or with K, M, G (powers of 1024): 500M, 2G; "
+        "least recently used entries go first",
+    )
+    cache.add_argument(
+        "--no-audio-cache",
+        action="store_true",
+        help="neither read nor write the audio cache (unseeded requests then sound different each time)",
     )
 
     output = parser.add_argument_group("one-shot output (default: --play)")
@@ -264,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     """Raises ValueError for settings the engine rejects."""
+    models = list(dict.fromkeys(args.model)) or [DEFAULT_MODEL]
     return EngineConfig(
-        model=args.model,
+        model=models[0],
+        extra_models=tuple(models[1:]),
+        voices_dir=Path(args.voices_dir).expanduser() if args.voices_dir else default_voices_dir(),
         voice=VoiceSettings(
             speaker=args.voice,
             language=args.language,
@@ -281,6 +318,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         max_unsent_seconds=args.max_unsent_seconds,
         stall_timeout=args.stall_timeout,
         warmup=not args.no_warmup,
+        audio_cache=AudioCacheSettings(
+            enabled=not args.no_audio_cache,
+            folder=Path(args.audio_cache_dir).expanduser() if args.audio_cache_dir else None,
+            size_limit_bytes=args.audio_cache_size,
+        ),
     )
 
 
@@ -402,6 +444,12 @@ def _cache(argv: list[str]) -> int:
     return main(argv)
 
 
+def _narrate(argv: list[str]) -> int:
+    from .narration.cli import main
+
+    return main(argv)
+
+
 def _voice(argv: list[str]) -> int:
     from .voices.cli import main
 
@@ -414,6 +462,7 @@ _SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
     "make-test-model": _make_test_model,
     "cache": _cache,
     "voice": _voice,
+    "narrate": _narrate,
 }
 """Subcommands with their own parsers, imported only when used."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlparse
@@ -15,6 +16,22 @@ Device = str | int | None
 def parse_device(text: str | None) -> Device:
     """A device option as PortAudio wants it: digits are an index, anything else a name."""
     return int(text) if text and text.isdigit() else text
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``1073741824``, ``500M``, ``1G``, ``1.5GB`` or ``2GiB`` (K, M, G and T
+    are powers of 1024); ValueError for anything else or a size below one byte."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (examples: 1G, 500M, 1073741824)")
+    size = int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+    if size < 1:
+        raise ValueError(f"a size must be at least one byte, not {text!r}")
+    return size
 
 
 @dataclass(frozen=True)

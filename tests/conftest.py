@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face hub
+# The audio cache is on by default: keep the tests' entries out of the user's cache folder
+# (the command line, the Python API and subprocesses all take the default folder from here).
+os.environ["MLX_SPEECHD_AUDIO_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlx-speechd-test-cache-")
+# Likewise the voice library: tests never read or write the user's voices.
+os.environ["MLX_SPEECHD_VOICES_DIR"] = tempfile.mkdtemp(prefix="mlx-speechd-test-voices-")
 
 ModelFactory = Callable[..., Path]
 """``model_factory(variant, fixed_length=True, ends_by_eos=False) -> Path`` of a cached tiny
@@ -65,3 +71,10 @@ def tiny_custom_voice_ends(model_factory: ModelFactory) -> Path:
     """Tiny CustomVoice model whose sentences end by EOS after tens of frames, reproducibly
     per seed (for behaviour that needs a normal end, like the audio cache)."""
     return model_factory("custom_voice", ends_by_eos=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_ends(model_factory: ModelFactory) -> Path:
+    """Tiny Base model whose cloned sentences (in-context, with a reference and its transcript)
+    end by EOS after tens of frames, reproducibly per seed."""
+    return model_factory("base", ends_by_eos=True)

@@ -43,7 +43,7 @@ def config_file(tmp_path: Path) -> Path:
 
 def test_file_then_environment_then_command_line(config_file: Path) -> None:
     _, args, _ = parse([], {}, config_file)
-    assert (args.model, args.voice, args.sentence_pause) == ("/models/from-file", "vivian", 0.2)
+    assert (args.model, args.voice, args.sentence_pause) == (["/models/from-file"], "vivian", 0.2)
     assert args.uri == ["tcp://0.0.0.0:10200"] and args.zeroconf == "mlx-speechd" and args.debug
     env = {"MLX_SPEECHD_VOICE": "aiden", "MLX_SPEECHD_DEBUG": "no", "MLX_SPEECHD_CHUNK_FRAMES": "6"}
     _, args, sources = parse([], env, config_file)
@@ -56,7 +56,7 @@ def test_file_then_environment_then_command_line(config_file: Path) -> None:
 
 def test_config_file_from_the_environment(config_file: Path) -> None:
     _, args, _ = parse([], {"MLX_SPEECHD_CONFIG": str(config_file)})
-    assert args.model == "/models/from-file"
+    assert args.model == ["/models/from-file"]
 
 
 @pytest.mark.parametrize(

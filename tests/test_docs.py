@@ -204,7 +204,8 @@ def test_every_shell_and_python_block_is_run_or_listed() -> None:
 def doc_folder(tmp_path: Path, tiny_custom_voice: Path) -> tuple[Path, dict[str, str]]:
     """A fresh folder and environment for one file's runnable blocks.
 
-    In it: `.venv` (this venv), `models/tiny` (a tiny random-weight model, also the default model via
+    In it: `.venv` (this venv), `bench` (the repository's benchmark, run from the repository root as
+    `python -m bench`), `models/tiny` (a tiny random-weight model, also the default model via
     MLX_SPEECHD_MODEL), an empty Hugging Face cache with HF_HUB_OFFLINE=1, and a HOME whose default
     ALSA device writes to a file, so --play works without a sound card.
     """
@@ -219,6 +220,7 @@ def doc_folder(tmp_path: Path, tiny_custom_voice: Path) -> tuple[Path, dict[str,
     shutil.copytree(tiny_custom_voice, folder / "models" / "tiny")
     venv_bin = Path(sys.executable).parent
     (folder / ".venv").symlink_to(venv_bin.parent)
+    (folder / "bench").symlink_to(ROOT / "bench")
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLX_SPEECHD_")}
     env.update(
         PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",

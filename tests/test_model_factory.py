@@ -60,9 +60,7 @@ def _stream(model: Any, variant: str, max_tokens: int) -> list[int]:
 
 
 @pytest.mark.parametrize("variant", ["custom_voice", "voice_design", "base"])
-def test_tiny_model_loads_and_streams_exactly_max_tokens(
-    model_factory: ModelFactory, variant: str
-) -> None:
+def test_tiny_model_loads_and_streams_exactly_max_tokens(model_factory: ModelFactory, variant: str) -> None:
     folder = model_factory(variant)
     model = load_model(folder)
     assert model.model_type == "qwen3_tts"

@@ -121,10 +121,17 @@ def _stop(daemon: Daemon) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemons(tiny_custom_voice: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
-    """Both daemons start together (loading overlaps); tests wait for the one they use."""
+def daemons(
+    tiny_custom_voice: Path, tiny_custom_voice_ends: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Daemon]]:
+    """The daemons start together (loading overlaps); tests wait for the one they use."""
     small_folder = tmp_path_factory.mktemp("wyoming-small")
+    cached_folder = tmp_path_factory.mktemp("wyoming-cached")
     launched = {
+        # sentences that end by EOS, so the audio cache stores them
+        "cached": _launch(
+            tiny_custom_voice_ends, cached_folder, "--audio-cache-dir", str(cached_folder / "audio-cache")
+        ),
         "main": _launch(tiny_custom_voice, tmp_path_factory.mktemp("wyoming-main")),
         # short text limit, two connections at most, a unix socket, a zeroconf name that cannot be advertised
         "small": _launch(
@@ -175,6 +182,12 @@ def guarded_daemon(daemons: dict[str, Daemon]) -> Daemon:
 def small_daemon(daemons: dict[str, Daemon]) -> Daemon:
     _wait_ready(daemons["small"])
     return daemons["small"]
+
+
+@pytest.fixture(scope="module")
+def cached_daemon(daemons: dict[str, Daemon]) -> Daemon:
+    _wait_ready(daemons["cached"])
+    return daemons["cached"]
 
 
 async def _read(client: AsyncClient) -> Event:
@@ -266,6 +279,23 @@ async def test_home_assistant_stream(daemon: Daemon) -> None:
         later = await _synthesize(client, "Bye now.")  # streaming state was reset at synthesize-stop
         assert _types(later) == ["audio-start", "audio-chunk", "audio-stop"]
         assert len(_audio(later)) == SENTENCE_BYTES
+
+
+async def test_repeated_sentence_is_served_from_the_audio_cache(cached_daemon: Daemon) -> None:
+    """Unseeded too: the second request gets the first one's audio, in the same chunks."""
+    text = "A sentence asked for twice."
+    async with cached_daemon.client() as client:
+        fresh = await _synthesize(client, text)
+    async with cached_daemon.client() as client:
+        again = await _synthesize(client, text)
+    sizes = [len(AudioChunk.from_event(e).audio) for e in fresh if AudioChunk.is_type(e.type)]
+    assert [len(AudioChunk.from_event(e).audio) for e in again if AudioChunk.is_type(e.type)] == sizes
+    assert _audio(again) == _audio(fresh) and len(sizes) > 1
+    deadline = time.monotonic() + READ_TIMEOUT
+    while "1 sentence(s), 1 from the audio cache" not in cached_daemon.log():
+        assert time.monotonic() < deadline, cached_daemon.log()
+        time.sleep(0.05)
+    assert "1 sentence(s), 0 from the audio cache" in cached_daemon.log()
 
 
 async def test_describe_answers_during_synthesis_and_disconnect_cancels(daemon: Daemon) -> None:

@@ -252,6 +252,10 @@ export type Done = {
     compute_seconds: number;
     frames: number;
     sentences: number;
+    /**
+     * sentences replayed from the audio cache
+     */
+    cached_sentences: number;
     chunks: number;
     peak_memory_bytes: number;
     wav?: string | undefined;

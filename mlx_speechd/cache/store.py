@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sqlite3
 import struct
 from dataclasses import dataclass
@@ -41,8 +42,15 @@ _DB_TIMEOUT_SECONDS = 10.0
 """How long a cache call waits for another process's write before it counts as a miss."""
 
 
+FOLDER_ENV = "MLX_SPEECHD_AUDIO_CACHE_DIR"
+"""Overrides the default folder everywhere (it is also the command line's ``--audio-cache-dir``)."""
+
+
 def default_folder() -> Path:
-    """The per-user cache folder (e.g. ``~/.cache/mlx-speechd/audio`` on Linux)."""
+    """``$MLX_SPEECHD_AUDIO_CACHE_DIR`` if set, else the per-user cache folder (e.g.
+    ``~/.cache/mlx-speechd/audio`` on Linux)."""
+    if folder := os.environ.get(FOLDER_ENV):
+        return Path(folder).expanduser()
     return platformdirs.user_cache_path("mlx-speechd") / "audio"
 
 

@@ -13,7 +13,9 @@ from ..errors import (
 from .engine import Engine
 from .reply import Reply
 from .types import (
+    DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
+    AudioCacheSettings,
     AudioChunk,
     CachePolicy,
     ChunkSchedule,
@@ -28,7 +30,9 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_AUDIO_CACHE_SIZE",
     "DEFAULT_MODEL",
+    "AudioCacheSettings",
     "AudioChunk",
     "CachePolicy",
     "ChunkSchedule",

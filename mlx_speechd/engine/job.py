@@ -132,6 +132,7 @@ class _Tally:
     first_audio_at: float | None = None
     peak_memory: int = 0
     finish_reasons: list[str] = field(default_factory=list)
+    cached_sentences: int = 0
 
     def stats(self, reason: str) -> SynthesisStats:
         ttfa = None
@@ -145,6 +146,7 @@ class _Tally:
             time_to_first_audio=ttfa,
             peak_memory_bytes=self.peak_memory,
             finish_reason=reason,
+            cached_sentences=self.cached_sentences,
         )
 
 
@@ -239,8 +241,10 @@ class Job:
         self._tally.compute_seconds += compute
         self._tally.peak_memory = max(self._tally.peak_memory, peak_memory)
 
-    def sentence_done(self, reason: str) -> None:
+    def sentence_done(self, reason: str, *, cached: bool = False) -> None:
+        """A sentence ended (``cached``: it was replayed from the audio cache)."""
         self._tally.sentences += 1
+        self._tally.cached_sentences += cached
         self._tally.finish_reasons.append(reason)
 
     def end(self, error: SpeechdError | None = None) -> bool:

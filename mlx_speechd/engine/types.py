@@ -75,6 +75,12 @@ class VoiceSettings:
     ref_audio: str | ReferenceAudio | None = None
     """A file path, or samples in memory."""
     ref_text: str | None = None
+    library: str | None = None
+    """Set by the engine: the name of the library voice this is (its saved prompt is used)."""
+    model: str | None = None
+    """Set by the engine: the loaded model (`ModelInfo.name`) that speaks this voice."""
+    seed: int | None = None
+    """Set by the engine: a designed library voice's seed, used when the reply gives none."""
 
     def over(self, defaults: VoiceSettings) -> VoiceSettings:
         """These settings, with unset fields taken from `defaults`."""
@@ -121,11 +127,34 @@ class GuardSettings:
     """End an utterance whose last this-many frames loop with a short period."""
 
 
+DEFAULT_AUDIO_CACHE_SIZE = 2**30
+"""Default bound on the audio cache folder, in bytes (1 GiB)."""
+
+
+@dataclass(frozen=True)
+class AudioCacheSettings:
+    """The audio cache: finished sentences' audio kept on disk and replayed for the same request."""
+
+    enabled: bool = True
+    folder: Path | None = None
+    """None: the per-user cache folder (`mlx_speechd.cache.default_folder()`)."""
+    size_limit_bytes: int = DEFAULT_AUDIO_CACHE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.size_limit_bytes <= 0:
+            raise ValueError(f"the audio cache size must be positive, not {self.size_limit_bytes}")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs to know at start-up."""
 
     model: str = DEFAULT_MODEL
+    """The default model: requests that name no voice are spoken by it."""
+    extra_models: tuple[str, ...] = ()
+    """More models served beside `model`; each voice goes to the model that speaks it."""
+    voices_dir: Path | None = None
+    """The voice library folder (read afresh on every request); None serves no library voices."""
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
     guards: GuardSettings = field(default_factory=GuardSettings)
@@ -141,8 +170,11 @@ class EngineConfig:
     stall_timeout: float = 30.0
     """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
+    audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
 
     def __post_init__(self) -> None:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"a model is given twice: {', '.join(self.models)}")
         checks = {
             "cache_limit_mb": self.cache_limit_mb >= 0,
             "max_text_chars": self.max_text_chars >= 1,
@@ -153,6 +185,25 @@ class EngineConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{name} is out of range: {getattr(self, name)}")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model to load, the default first."""
+        return (self.model, *self.extra_models)
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    """A voice clients may ask for by name, as `describe` lists it."""
+
+    name: str
+    model: str
+    """The loaded model that speaks it."""
+    description: str
+    languages: tuple[str, ...]
+    """Language names it speaks: its model's (with 'auto') unless made for one."""
+    kind: str
+    """'preset' (a CustomVoice speaker), 'model' (the default model's own voice), or a library kind."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +247,8 @@ class SynthesisStats:
     """Seconds from the reply's first sentence being ready to its first audio."""
     peak_memory_bytes: int
     finish_reason: str
+    cached_sentences: int = 0
+    """Sentences replayed from the audio cache rather than generated."""
 
     @property
     def real_time_factor(self) -> float:
@@ -207,5 +260,6 @@ class SynthesisStats:
         return (
             f"first audio {ttfa}, RTF {self.real_time_factor:.3f}, {self.frames} frames, "
             f"{self.audio_seconds:.2f}s audio in {self.sentences} sentence(s), "
+            f"{self.cached_sentences} from the audio cache, "
             f"peak memory {self.peak_memory_bytes / 1e6:.0f} MB, finished: {self.finish_reason}"
         )

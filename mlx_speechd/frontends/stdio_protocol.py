@@ -287,7 +287,10 @@ def encode(message: Message) -> bytes:
 def info_message(
     kind: str, engine: Engine, max_line_bytes: int, request_id: RequestId | None = None
 ) -> Message:
-    """`ready` (at start-up) or `info` (the answer to `describe`): what this daemon serves."""
+    """`ready` (at start-up) or `info` (the answer to `describe`): what this daemon serves.
+
+    It reads the voice library (a voice added while the daemon runs is listed): call it off the event loop.
+    """
     info = engine.info
     message: Message = {"type": kind}
     if request_id is not None:
@@ -301,7 +304,17 @@ def info_message(
         sample_width=SAMPLE_WIDTH,
         channels=CHANNELS,
         sample_format="s16le",
-        voices=[{"name": voice, "languages": list(info.languages)} for voice in engine.voices],
+        models=[{"name": m.name, "variant": m.variant.value, "size": m.size} for m in engine.models],
+        voices=[
+            {
+                "name": entry.name,
+                "languages": list(entry.languages),
+                "kind": entry.kind,
+                "model": entry.model,
+                "description": entry.description,
+            }
+            for entry in engine.voice_entries()
+        ],
         default_voice=engine.default_voice,
         outputs=[output.value for output in Output],
         max_text_chars=engine.config.max_text_chars,
@@ -341,6 +354,7 @@ def done_message(request_id: RequestId, stats: SynthesisStats, chunks: int, wav:
         "compute_seconds": _rounded(stats.compute_seconds),
         "frames": stats.frames,
         "sentences": stats.sentences,
+        "cached_sentences": stats.cached_sentences,
         "chunks": chunks,
         "peak_memory_bytes": stats.peak_memory_bytes,
     }

@@ -65,7 +65,7 @@ async def serve_stdio(engine: Engine, settings: StdioSettings, speech: SpeechDef
     reading = asyncio.create_task(server.read_requests(reader))
     ending: asyncio.Task[None] | None = None
     try:
-        await writer.send(info_message("ready", engine, max_line))
+        await writer.send(await asyncio.to_thread(info_message, "ready", engine, max_line))
         _LOGGER.info("Serving JSON lines on stdin/stdout")
         await _first_of(reading, writer.lost)
         if not writer.lost.done():
@@ -168,7 +168,8 @@ class _Server:
                 else:
                     _LOGGER.debug("Cancel of %r, which is not in flight", rid)
             case Describe(id=rid):
-                await self._writer.send(info_message("info", self._engine, self._max_line, rid))
+                info = await asyncio.to_thread(info_message, "info", self._engine, self._max_line, rid)
+                await self._writer.send(info)
             case Ping(id=rid):
                 await self._writer.send(pong_message(rid))
 

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,8 @@ that stops reading soon blocks the writes, its reply is held, and `write_timeout
 class HandlerSettings:
     """What every connection of one listener shares."""
 
-    info: Event
-    """The prepared `info` answer to `describe`."""
+    info: Callable[[], Event]
+    """Builds the `info` answer to `describe` (it reads the voice library: call it off the event loop)."""
     speech: SpeechDefaults
     """Per-reply defaults (seed, pauses); the voice comes from each request."""
     limits: ReadLimits
@@ -228,7 +229,7 @@ class WyomingHandler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
-            await self.write_event(self._settings.info)
+            await self.write_event(await asyncio.to_thread(self._settings.info))
         elif SynthesizeStart.is_type(event.type):
             self._start_stream(event.data)
         elif SynthesizeChunk.is_type(event.type):
@@ -416,7 +417,8 @@ def _unicode(name: str, value: str) -> str:
 
 
 def _voice(data: dict[str, Any]) -> VoiceSettings:
-    """The requested voice: a `name` from our info (a speaker), a `speaker` override, a `language`."""
+    """The requested voice: a `name` from our info (a preset or library voice), a `speaker` override,
+    a `language`. Names only: nothing a client sends here is used as a path."""
     voice = data.get("voice") or {}
     if not isinstance(voice, dict):
         raise InvalidRequestError("'voice' must be an object")

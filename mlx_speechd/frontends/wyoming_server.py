@@ -18,7 +18,7 @@ from wyoming.server import AsyncServer
 from wyoming.zeroconf import HomeAssistantZeroconf
 
 from .. import __version__
-from ..engine import Engine, Variant
+from ..engine import Engine
 from ..engine.loader import ISO_LANGUAGES
 from ..settings import SpeechDefaults, WyomingSettings
 from .wyoming_handler import Connections, HandlerSettings, WyomingHandler
@@ -39,7 +39,7 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
     if parsed.scheme not in ("tcp", "unix"):
         raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
     handler_settings = HandlerSettings(
-        info=build_info(engine).event(),
+        info=lambda: build_info(engine).event(),
         speech=speech,
         # the longest allowed text, even with every character JSON-escaped as a surrogate pair
         limits=ReadLimits(
@@ -91,25 +91,25 @@ def check_socket_path(path: str) -> None:
 
 
 def build_info(engine: Engine) -> Info:
-    """The `info` answer: one TTS program whose voices are the loaded model's."""
-    info = engine.info
-    languages = [_language_code(name) for name in info.languages if name != "auto"]
+    """The `info` answer: one TTS program whose voices are the loaded models' presets and the library's
+    voices (read now, so a voice added while the daemon runs is listed)."""
     voices = [
         TtsVoice(
-            name=voice,
+            name=entry.name,
             attribution=_QWEN,
             installed=True,
-            description=_voice_description(voice, info.variant),
+            description=entry.description,
             version=None,
-            languages=languages,
+            languages=[_language_code(name) for name in entry.languages if name != "auto"],
         )
-        for voice in engine.voices
+        for entry in engine.voice_entries()
     ]
+    models = ", ".join(f"{info.variant} {info.size or 'unknown size'}" for info in engine.models)
     program = TtsProgram(
         name="mlx-speechd",
         attribution=_PROGRAM,
         installed=True,
-        description=f"Streaming Qwen3-TTS ({info.variant}, {info.size or 'unknown size'}) on MLX",
+        description=f"Streaming Qwen3-TTS ({models}) on MLX",
         version=__version__,
         voices=voices,
         supports_synthesize_streaming=True,
@@ -168,11 +168,3 @@ def _advertised_host(hostname: str) -> str | None:
 def _language_code(name: str) -> str:
     codes = {language: code for code, language in ISO_LANGUAGES.items()}
     return codes.get(name, name)
-
-
-def _voice_description(voice: str, variant: Variant) -> str:
-    if variant is Variant.CUSTOM_VOICE:
-        return voice.replace("_", " ").title()
-    if variant is Variant.VOICE_DESIGN:
-        return "Designed voice (--instruct)"
-    return f"Cloned voice ({voice})"

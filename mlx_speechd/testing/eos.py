@@ -100,6 +100,8 @@ def _probe(model: Any, config: dict[str, Any], eos: int) -> list[np.ndarray]:
     voice = {"voice": speakers[0]} if speakers else {}
     if config["tts_model_type"] == "voice_design":
         voice = {"instruct": "A calm, clear voice."}
+    elif config["tts_model_type"] == "base":  # calibrated for in-context cloning, how Base models are used
+        voice = {"ref_audio": _probe_reference(), "ref_text": "A short recording to clone the voice from."}
     probes = []
     try:
         for index, prompt in enumerate(_PROBE_PROMPTS):
@@ -111,6 +113,14 @@ def _probe(model: Any, config: dict[str, Any], eos: int) -> list[np.ndarray]:
     finally:
         model.talker.codec_head = recorder.head
     return probes
+
+
+def _probe_reference(seconds: float = 4.0, rate: int = 24000) -> mx.array:
+    """A voiced-sounding reference for probing Base models: a wavering tone with some noise."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = np.sin(2 * np.pi * (140 + 40 * np.sin(np.pi * t)) * t) * (0.6 + 0.4 * np.sin(6 * np.pi * t))
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    return mx.array((0.3 * tone + 0.02 * noise).astype(np.float32))
 
 
 def eos_hazard(code_logits: np.ndarray, eos_logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:

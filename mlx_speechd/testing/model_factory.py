@@ -307,9 +307,7 @@ def _speech_tokenizer_config(spec: _SizeSpec) -> dict[str, Any]:
         "output_sample_rate": 24000,
         "decode_upsample_rate": 1920,
         "encode_downsample_rate": 1920,
-        "decoder_config": dataclasses.asdict(
-            Qwen3TTSTokenizerDecoderConfig(**bins, **spec.decoder)
-        ),
+        "decoder_config": dataclasses.asdict(Qwen3TTSTokenizerDecoderConfig(**bins, **spec.decoder)),
         "encoder_config": _encoder_config(spec, bins),
     }
 
@@ -513,9 +511,7 @@ _ENCODER_RENAMES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], 
     ),
     (
         re.compile(r"encoder_model\.encoder_transformer\.transformer\.layers\.(\d+)\.(.+)\.(\w+)"),
-        lambda m: (
-            f"encoder.encoder_transformer.layers.{m[1]}.{_ENCODER_TRANSFORMER_NAMES[m[2]]}.{m[3]}"
-        ),
+        lambda m: f"encoder.encoder_transformer.layers.{m[1]}.{_ENCODER_TRANSFORMER_NAMES[m[2]]}.{m[3]}",
     ),
     (
         re.compile(r"encoder_model\.downsample\.conv\.conv\.(conv\.\w+)"),
@@ -540,9 +536,7 @@ def _encoder_upstream(name: str, value: mx.array) -> Params:
     match = _ENCODER_IN_PROJ.fullmatch(name)
     if match:  # upstream keeps q, k and v apart; mlx-audio concatenates them
         base = f"encoder.encoder_transformer.layers.{match[1]}.self_attn"
-        return dict(
-            zip((f"{base}.{p}_proj.weight" for p in "qkv"), mx.split(value, 3), strict=True)
-        )
+        return dict(zip((f"{base}.{p}_proj.weight" for p in "qkv"), mx.split(value, 3), strict=True))
     for pattern, rename in _ENCODER_RENAMES:
         match = pattern.fullmatch(name)
         if match:
