@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .engine import DEFAULT_MODEL, ModelLoadError
-from .engine.loader import HUB_FILES, looks_local, not_cached_message
+from .engine.loader import HUB_FILES, first_line, looks_local, not_cached_message
 from .stdout import print_error
 
 
@@ -27,7 +27,7 @@ def download(model: str) -> Path:
     try:
         path = Path(snapshot_download(model, allow_patterns=HUB_FILES))
     except (HfHubHTTPError, OSError) as err:
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"download failed: {_flat(err)}"
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"download failed: {first_line(err)}"
         raise ModelLoadError(not_cached_message(model, why)) from err
     _check_qwen3_tts(model, path)
     return path
@@ -45,10 +45,6 @@ def _check_qwen3_tts(model: str, path: Path) -> None:
             f"Downloaded '{model}' to {path}, but it is not a Qwen3-TTS model (model_type is "
             f"{model_type!r}); mlx-speechd runs Qwen3-TTS 12 Hz models."
         )
-
-
-def _flat(err: Exception) -> str:
-    return " ".join(str(err).split())
 
 
 def build_parser() -> argparse.ArgumentParser:

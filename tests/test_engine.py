@@ -326,7 +326,7 @@ def test_base_model_clones_reference_audio(tiny_base: Path, tmp_path: Path) -> N
 
 def test_missing_local_model_is_a_clear_error(tmp_path: Path) -> None:
     engine = Engine(EngineConfig(model=str(tmp_path / "nope")))
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(ModelLoadError, match="No such folder"):
         engine.start()
 
 

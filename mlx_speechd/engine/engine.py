@@ -31,6 +31,7 @@ from .fast_generation import generate_utterance_fast
 from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
+from .preflight import check_before_loading
 from .reply import Reply
 from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
 from .types import (
@@ -89,7 +90,11 @@ class Engine:
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
-        """Load (on the engine thread), warm up, and return what the model can do."""
+        """Load (on the engine thread), warm up, and return what the model can do.
+
+        Mistakes that files alone reveal (a missing model folder or reference audio, an unknown
+        voice) raise before anything loads."""
+        check_before_loading(self.config, self._library)
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:

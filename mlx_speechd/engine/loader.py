@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,24 @@ ISO_LANGUAGES = {
 
 
 def looks_local(model: str) -> bool:
-    """Whether `model` names a folder rather than a hub repository id."""
-    return model.startswith((".", "/", "~")) or model.count("/") != 1
+    """Whether `model` names a folder rather than a hub repository id: it starts with `.`, `/` or `~`,
+    is not OWNER/NAME, is no valid repo id, or its OWNER part is a folder here (`models/nope`)."""
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        return True
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return True
+    return Path(model.split("/")[0]).is_dir()
+
+
+def missing_folder_error(model: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"No such folder: '{model}'. Pass a folder that holds config.json and *.safetensors, "
+        "or a Hugging Face repo id such as mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit."
+    )
 
 
 def resolve_model_path(model: str) -> Path:
@@ -47,11 +65,7 @@ def resolve_model_path(model: str) -> Path:
     if path.is_dir():
         return path
     if looks_local(model):
-        raise ModelLoadError(
-            f"Model folder '{model}' does not exist (or is not a folder). Pass a folder that "
-            "holds config.json and *.safetensors, or a Hugging Face repo id such as "
-            "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit."
-        )
+        raise missing_folder_error(model)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -61,11 +75,36 @@ def resolve_model_path(model: str) -> Path:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise ModelLoadError(not_cached_message(model, "HF_HUB_OFFLINE is set"))
+    _check_on_hub(model)
     _LOGGER.info("Downloading %s from the Hugging Face hub (first run only)", model)
     try:
         return Path(snapshot_download(model, allow_patterns=HUB_FILES))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise ModelLoadError(not_cached_message(model, f"download failed: {err}")) from err
+        raise ModelLoadError(not_cached_message(model, f"download failed: {first_line(err)}")) from err
+
+
+def _check_on_hub(model: str) -> None:
+    """Ask the hub about `model` (one small request) before announcing a download; ModelLoadError if
+    the hub is out of reach or has no such model."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(model)
+    except RepositoryNotFoundError as err:
+        raise ModelLoadError(
+            f"Model '{model}' is neither in the local Hugging Face cache nor on the hub (or it is private). "
+            "Check the repo id, or pass a local model folder with --model."
+        ) from err
+    except Exception as err:  # the hub client's transport errors differ between its versions
+        why = f"the Hugging Face hub is out of reach: {first_line(err)}"
+        raise ModelLoadError(not_cached_message(model, why)) from err
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message as one line: its first non-empty line, whitespace collapsed."""
+    lines = [" ".join(line.split()) for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def not_cached_message(model: str, why: str) -> str:
@@ -78,18 +117,45 @@ def not_cached_message(model: str, why: str) -> str:
     )
 
 
+_TRANSFORMERS_CONFIG_LOGGER = "transformers.configuration_utils"
+
+
+class _LoadNoiseFilter(logging.Filter):
+    """transformers' "model of type `qwen3_tts` to instantiate a model of type ``" warning (mlx-audio
+    reads a config through a generic class) says nothing to a user: it becomes a DEBUG line of ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "to instantiate a model of type" not in record.getMessage():
+            return True
+        _LOGGER.debug("transformers: %s", record.getMessage())
+        return False
+
+
 @contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send anything written to file descriptor 1 to stderr (libraries print while loading)."""
+def library_output_to_debug() -> Iterator[None]:
+    """While libraries load a model: what they print (sys.stdout or file descriptor 1, as C code
+    writes) is logged at DEBUG, and transformers' config-class warning too; nothing reaches stdout."""
+    noise = _LoadNoiseFilter()
+    config_logger = logging.getLogger(_TRANSFORMERS_CONFIG_LOGGER)
+    config_logger.addFilter(noise)
     sys.stdout.flush()
     saved = os.dup(1)
+    printed = io.StringIO()
     try:
-        os.dup2(2, 1)
-        yield
+        with tempfile.TemporaryFile() as written, contextlib.redirect_stdout(printed):
+            os.dup2(written.fileno(), 1)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 1)
+                written.seek(0)
+                output = printed.getvalue() + written.read().decode(errors="replace")
+                for line in output.splitlines():
+                    if line.strip():
+                        _LOGGER.debug("while loading: %s", line.strip())
     finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
         os.close(saved)
+        config_logger.removeFilter(noise)
 
 
 def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
@@ -101,7 +167,7 @@ def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
             f"'{model}' is not a Qwen3-TTS model (model_type is {config.get('model_type')!r}); "
             "mlx-speechd runs Qwen3-TTS 12 Hz models."
         )
-    with stdout_to_stderr():
+    with library_output_to_debug():
         loaded = Qwen3Model.load(path)
     return loaded, loaded.describe(model, path)
 
