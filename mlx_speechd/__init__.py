@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from .api import TTS, Audio, AudioChunk, EngineOptions, SpeechOptions, SynthesisStats, load
 from .errors import (
+    ClientTooSlowError,
     EngineClosedError,
     EngineFailure,
     InvalidRequestError,
@@ -27,6 +28,7 @@ __all__ = [
     "TTS",
     "Audio",
     "AudioChunk",
+    "ClientTooSlowError",
     "EngineClosedError",
     "EngineFailure",
     "EngineOptions",

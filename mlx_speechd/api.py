@@ -85,6 +85,11 @@ class EngineOptions(TypedDict, total=False):
     cache_policy: CachePolicy | str
     cache_limit_mb: int
     max_text_chars: int
+    max_sentence_chars: int
+    max_unsent_seconds: float
+    """Unread audio a stream may hold before the engine starts no new sentence for it."""
+    stall_timeout: float
+    """Seconds a held stream may go unread before it is cancelled (ClientTooSlowError)."""
     decoder_window: int | None
     guards: GuardSettings
     voice: str
@@ -184,6 +189,9 @@ def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
             cache_limit_mb=options.get("cache_limit_mb", 1024),
             decoder_window=options.get("decoder_window"),
             max_text_chars=options.get("max_text_chars", 10000),
+            max_sentence_chars=options.get("max_sentence_chars", EngineConfig.max_sentence_chars),
+            max_unsent_seconds=options.get("max_unsent_seconds", EngineConfig.max_unsent_seconds),
+            stall_timeout=options.get("stall_timeout", EngineConfig.stall_timeout),
             warmup=options.get("warmup", True),
             audio_cache=_audio_cache(options),
         )
