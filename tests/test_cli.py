@@ -123,6 +123,29 @@ def test_ctrl_c_stops_promptly_and_cleanly(tiny_custom_voice: Path, tmp_path: Pa
     assert stopped_after < 5  # 40 sentences would take far longer
 
 
+def test_ctrl_c_while_the_model_loads_exits_without_waiting_for_it(tiny_custom_voice: Path) -> None:
+    """The engine thread is inside the model load: Ctrl-C must not wait for the load (or warm-up) to end.
+    (Before, it waited for the engine thread up to 10 s: with a load shorter than that, "Loaded" and
+    "Warmed up" were logged after the Ctrl-C.)"""
+    proc = subprocess.Popen(
+        [*CLI, "--model", str(tiny_custom_voice), "--raw", "Hello."],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    while b"Audio cache" not in seen:  # logged as loading begins; the model takes seconds to import and load
+        line = proc.stderr.readline()
+        assert line, seen.decode()
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    stderr = (seen + proc.stderr.read()).decode()
+    assert code == 130, stderr
+    assert "Interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert "Loaded " not in stderr and "Warmed up" not in stderr, stderr
+
+
 def test_errors_are_one_clear_line(tiny_custom_voice: Path, tmp_path: Path) -> None:
     model = ["--model", str(tiny_custom_voice), "--no-warmup"]
     assert_one_line_error(run_cli(*model, "--raw", stdin="  \n"), 2, "no text")
