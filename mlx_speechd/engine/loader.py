@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ def not_cached_message(model: str, why: str) -> str:
 
 
 _TRANSFORMERS_CONFIG_LOGGER = "transformers.configuration_utils"
+_CAPTURING = threading.Lock()
 
 
 class _LoadNoiseFilter(logging.Filter):
@@ -134,28 +136,28 @@ class _LoadNoiseFilter(logging.Filter):
 @contextlib.contextmanager
 def library_output_to_debug() -> Iterator[None]:
     """While libraries load a model: what they print (sys.stdout or file descriptor 1, as C code
-    writes) is logged at DEBUG, and transformers' config-class warning too; nothing reaches stdout."""
+    writes) is logged at DEBUG, and transformers' config-class warning too; nothing reaches stdout.
+    File descriptor 1 is the process's: one capture runs at a time."""
     noise = _LoadNoiseFilter()
     config_logger = logging.getLogger(_TRANSFORMERS_CONFIG_LOGGER)
-    config_logger.addFilter(noise)
-    sys.stdout.flush()
-    saved = os.dup(1)
-    printed = io.StringIO()
-    try:
-        with tempfile.TemporaryFile() as written, contextlib.redirect_stdout(printed):
+    with _CAPTURING, tempfile.TemporaryFile() as written:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        printed = io.StringIO()
+        config_logger.addFilter(noise)
+        try:
             os.dup2(written.fileno(), 1)
-            try:
+            with contextlib.redirect_stdout(printed):
                 yield
-            finally:
-                os.dup2(saved, 1)
-                written.seek(0)
-                output = printed.getvalue() + written.read().decode(errors="replace")
-                for line in output.splitlines():
-                    if line.strip():
-                        _LOGGER.debug("while loading: %s", line.strip())
-    finally:
-        os.close(saved)
-        config_logger.removeFilter(noise)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            config_logger.removeFilter(noise)
+            written.seek(0)
+            output = printed.getvalue() + written.read().decode(errors="replace")
+            for line in output.splitlines():
+                if line.strip():
+                    _LOGGER.debug("while loading: %s", line.strip())
 
 
 def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
