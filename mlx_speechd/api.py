@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +23,7 @@ import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, pcm16_to_float
 from .engine.engine import Engine
+from .engine.loader import resolve_model_path
 from .engine.reply import Reply
 from .engine.types import (
     DEFAULT_AUDIO_CACHE_SIZE,
@@ -40,6 +41,15 @@ from .engine.types import (
     VoiceSettings,
 )
 from .errors import InvalidRequestError
+from .narration.runner import (
+    AudioFormat,
+    LazyTTS,
+    Narration,
+    NarrationResult,
+    NarrationSettings,
+    request_context,
+)
+from .narration.script import Segment, read_script
 from .settings import parse_size
 
 Text = str | Iterable[str]
@@ -92,6 +102,27 @@ class EngineOptions(TypedDict, total=False):
     audio_cache_size: int | str
 
 
+class NarrateOptions(TypedDict, total=False):
+    """Keyword arguments of `narrate` and `TTS.narrate`."""
+
+    format: str
+    """Segment files' format: "wav" (default) or "flac"."""
+    join: str | os.PathLike[str]
+    """Also write all segments into this one file (.wav or .flac)."""
+    pause: float
+    """Seconds of silence between segments in the joined file (default 0.5)."""
+    voice: str
+    language: str
+    instruct: str
+    seed: int
+    """Defaults for segments that do not set their own."""
+    progress: bool
+    """Draw a progress bar on stderr when it is a terminal (default False)."""
+
+
+Script = Sequence[Segment] | str | os.PathLike[str]
+"""Segments, or a script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
+
 MODEL_ENV = "MLX_SPEECHD_MODEL"
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
@@ -137,6 +168,59 @@ def load(model: str | os.PathLike[str] | None = None, **options: Unpack[EngineOp
     if model is None:
         model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     return TTS(engine_config(model, options))
+
+
+def narrate(
+    script: Script,
+    out_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    load: EngineOptions | None = None,
+    **options: Unpack[NarrateOptions],
+) -> NarrationResult:
+    """Narrate `script` into `out_dir` (docs/narration.md), loading the model only when some
+    segment is not there already; `load` holds `load()`'s options (reference audio, cache, ...)."""
+    config = engine_config(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL, load or {})
+    context = request_context(config, resolve_model_path(config.model))
+    speaker = LazyTTS(lambda: TTS(config))
+    try:
+        return _narration(out_dir, options, config.model, context, speaker).run(
+            _segments(script), options.get("progress", False)
+        )
+    finally:
+        if speaker.tts is not None:
+            speaker.tts.close()
+
+
+def _narration(
+    out_dir: str | os.PathLike[str],
+    options: NarrateOptions,
+    model: str,
+    context: dict[str, Any],
+    speaker: LazyTTS,
+) -> Narration:
+    _check_keys("narrate", options, NarrateOptions)
+    join = options.get("join")
+    try:
+        audio_format = AudioFormat(options.get("format", "wav"))
+    except ValueError as err:
+        raise InvalidRequestError(f"unknown audio format {options.get('format')!r}: use wav or flac") from err
+    settings = NarrationSettings(
+        format=audio_format,
+        join=Path(join).expanduser() if join is not None else None,
+        pause=options.get("pause", 0.5),
+        voice=options.get("voice"),
+        language=options.get("language"),
+        instruct=options.get("instruct"),
+        seed=options.get("seed"),
+    )
+    return Narration(Path(out_dir).expanduser(), settings, model, context, speaker)
+
+
+def _segments(script: Script) -> Sequence[Segment]:
+    if isinstance(script, str | os.PathLike):
+        return read_script(os.fspath(script))
+    return script
 
 
 def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> EngineConfig:
@@ -234,6 +318,14 @@ class TTS:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def narrate(
+        self, script: Script, out_dir: str | os.PathLike[str], **options: Unpack[NarrateOptions]
+    ) -> NarrationResult:
+        """Narrate `script` into `out_dir` with this model (docs/narration.md)."""
+        context = request_context(self._engine.config, self.info.path)
+        narration = _narration(out_dir, options, self._engine.config.model, context, LazyTTS(lambda: self))
+        return narration.run(_segments(script), options.get("progress", False))
 
     def generate(self, text: Text, **speech: Unpack[SpeechOptions]) -> Audio:
         """Speak a whole text (or all of an iterable's pieces) and return the audio."""
@@ -356,7 +448,10 @@ __all__ = [
     "Audio",
     "AudioChunk",
     "EngineOptions",
+    "NarrateOptions",
+    "NarrationResult",
     "SpeechOptions",
     "SynthesisStats",
     "load",
+    "narrate",
 ]

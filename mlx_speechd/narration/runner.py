@@ -1,0 +1,365 @@
+"""Narrate a script: one audio file per segment, a manifest, and optionally all of it joined.
+
+Resumable: a segment whose file still matches the manifest (same request, same bytes) is kept
+as it is, and the model is loaded only when some segment has to be spoken; those segments'
+sentences come from the audio cache when it has them. A segment that a runaway guard or the
+frame cap ended is tried once more with another seed; if that fails too it is recorded as
+failed (no file) rather than kept. Files and the manifest are written atomically, the manifest
+after every segment, so an interrupted run leaves a consistent folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from ..audio.pcm import SAMPLE_RATE
+from ..cache import AUDIO_CODE_VERSION, fingerprint
+from ..engine.sentence_cache import reference_digest
+from ..engine.types import EngineConfig
+from ..errors import InvalidRequestError, SpeechdError
+from ..fingerprint import model_fingerprint
+from ..voices.store import VoiceLibrary, default_voices_dir
+from .manifest import (
+    JoinRecord,
+    Manifest,
+    SegmentRecord,
+    file_sha256,
+    read_records,
+    write_atomic,
+    write_manifest,
+)
+from .script import Segment
+
+if TYPE_CHECKING:
+    from ..api import TTS, SpeechOptions
+
+_LOGGER = logging.getLogger(__name__)
+
+RETRY_SEED_OFFSET = 1_000_003
+"""A retried segment's seed: its seed (0 when unseeded) plus this."""
+_SUBTYPE = "PCM_16"
+
+
+class AudioFormat(StrEnum):
+    WAV = "wav"
+    FLAC = "flac"
+
+
+@dataclass(frozen=True)
+class NarrationSettings:
+    """How to narrate; a segment's own voice, language, instruct and seed go over these."""
+
+    format: AudioFormat = AudioFormat.WAV
+    join: Path | None = None
+    """Also write every segment into this one file (.wav or .flac), ``pause`` seconds apart."""
+    pause: float = 0.5
+    voice: str | None = None
+    language: str | None = None
+    instruct: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pause <= 60:
+            raise InvalidRequestError(f"the pause must be 0 to 60 seconds, not {self.pause}")
+        if self.join is not None and self.join.suffix.lower().lstrip(".") not in set(AudioFormat):
+            raise InvalidRequestError(f"cannot tell the format of '{self.join}': use .wav or .flac")
+
+
+@dataclass(frozen=True)
+class NarrationResult:
+    out_dir: Path
+    records: tuple[SegmentRecord, ...]
+    kept: tuple[str, ...]
+    """Segments whose file already matched the manifest (not spoken again)."""
+    made: tuple[str, ...]
+    """Segments spoken this run (from the model, the audio cache, or both)."""
+    model_loaded: bool
+    joined: Path | None
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        return tuple(record.id for record in self.records if not record.ok)
+
+    @property
+    def from_cache(self) -> tuple[str, ...]:
+        """Segments made this run entirely from the audio cache."""
+        made = set(self.made)
+        return tuple(record.id for record in self.records if record.id in made and record.from_cache)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.records)} segments: {len(self.kept)} kept, {len(self.made)} made "
+            f"({len(self.from_cache)} from the audio cache), {len(self.failed)} failed; "
+            f"model {'loaded' if self.model_loaded else 'not loaded'}"
+        )
+
+
+class LazyTTS:
+    """A `TTS` loaded on first use."""
+
+    def __init__(self, load: Callable[[], TTS]) -> None:
+        self._load = load
+        self.tts: TTS | None = None
+
+    def get(self) -> TTS:
+        if self.tts is None:
+            self.tts = self._load()
+        return self.tts
+
+
+def request_context(config: EngineConfig, model_path: Path) -> dict[str, Any]:
+    """What every segment's audio depends on besides the segment itself, read from files only."""
+    voice = config.voice
+    return {
+        "model": model_fingerprint(model_path),
+        "speaker": voice.speaker,
+        "language": voice.language,
+        "instruct": voice.instruct,
+        "ref_audio": reference_digest(voice.ref_audio) if voice.ref_audio is not None else None,
+        "ref_text": voice.ref_text,
+        "decoder_window": config.decoder_window,
+        "code_version": AUDIO_CODE_VERSION,
+    }
+
+
+def library_voice_identity(name: str, library: VoiceLibrary) -> str | None:
+    """Fingerprint of a library voice's definition and reference; None when the library has none
+    of that name (a model's own speaker, say)."""
+    try:
+        voice = library.get(name)
+    except SpeechdError:
+        return None
+    reference = voice.ref_audio_path
+    return fingerprint(
+        {
+            "kind": voice.kind.value,
+            "settings": dataclasses.asdict(voice.settings),
+            "ref_audio": reference_digest(str(reference)) if reference.is_file() else None,
+        }
+    )
+
+
+class Narration:
+    """One run over a script into an output folder."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        settings: NarrationSettings,
+        model: str,
+        context: dict[str, Any],
+        speaker: LazyTTS,
+        library: VoiceLibrary | None = None,
+    ) -> None:
+        """``model``: its name for the manifest; ``context``: `request_context`'s answer."""
+        self.out_dir = out_dir
+        self.model = model
+        self.settings = settings
+        self.context = context
+        self.speaker = speaker
+        self.library = library or VoiceLibrary(default_voices_dir())
+        self._records: dict[str, SegmentRecord] = {}
+        self._order: list[str] = []
+
+    def run(self, segments: Sequence[Segment], progress: bool = False) -> NarrationResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._order = [segment.id for segment in segments]
+        previous = read_records(self.out_dir)
+        todo: list[tuple[Segment, str]] = []
+        for segment in segments:
+            request = self.request(segment)
+            old = previous.get(segment.id)
+            if old is not None and self._still_valid(old, request):
+                self._records[segment.id] = old
+            else:
+                todo.append((segment, request))
+        kept = tuple(self._records)
+        self._write()
+        with _progress(len(segments), len(kept), progress) as bar:
+            for segment, request in todo:
+                started = time.perf_counter()
+                record = self._make(segment, request)
+                self._records[segment.id] = record
+                self._write()
+                bar.advance(record.duration, time.perf_counter() - started)
+        joined = self._join() if self.settings.join is not None else None
+        return NarrationResult(
+            self.out_dir,
+            tuple(self._records[i] for i in self._order),
+            kept,
+            tuple(segment.id for segment, _ in todo),
+            self.speaker.tts is not None,
+            joined,
+        )
+
+    def request(self, segment: Segment) -> str:
+        """Digest of everything a segment's file depends on."""
+        voice = segment.voice or self.settings.voice
+        return fingerprint(
+            {
+                "context": self.context,
+                "text": segment.text,
+                "voice": voice,
+                "library_voice": library_voice_identity(voice, self.library) if voice else None,
+                "language": segment.language or self.settings.language,
+                "instruct": segment.instruct or self.settings.instruct,
+                "seed": self._seed(segment),
+                "format": self.settings.format.value,
+            }
+        )
+
+    def _seed(self, segment: Segment) -> int | None:
+        return segment.seed if segment.seed is not None else self.settings.seed
+
+    def _still_valid(self, record: SegmentRecord, request: str) -> bool:
+        if not record.ok or record.request != request or record.file is None:
+            return False
+        return file_sha256(self.out_dir / record.file) == record.sha256
+
+    def _make(self, segment: Segment, request: str) -> SegmentRecord:
+        record = self._attempt(segment, request, self._seed(segment), retried=False)
+        if record.ok or record.finish_reason.startswith("error"):
+            return record
+        retry_seed = (self._seed(segment) or 0) + RETRY_SEED_OFFSET
+        _LOGGER.warning(
+            "Segment %s ended by %s; trying once more with seed %d",
+            segment.id,
+            record.finish_reason,
+            retry_seed,
+        )
+        record = self._attempt(segment, request, retry_seed, retried=True)
+        if not record.ok:
+            _LOGGER.error("Segment %s failed again (%s); it has no file", segment.id, record.finish_reason)
+        return record
+
+    def _attempt(self, segment: Segment, request: str, seed: int | None, *, retried: bool) -> SegmentRecord:
+        speech = self._speech(segment, seed)
+        base = SegmentRecord(
+            id=segment.id,
+            text=segment.text,
+            voice=speech.get("voice"),
+            language=speech.get("language"),
+            instruct=speech.get("instruct"),
+            seed=seed,
+            file=None,
+            duration=0.0,
+            finish_reason="",
+            from_cache=False,
+            sentences=0,
+            cached_sentences=0,
+            sha256=None,
+            request=request,
+            retried=retried,
+            ok=False,
+        )
+        try:
+            audio = self.speaker.get().generate(segment.text, **speech)
+        except SpeechdError as err:
+            _LOGGER.error("Segment %s: %s", segment.id, err)
+            return dataclasses.replace(base, finish_reason=f"error: {err.code}")
+        stats = audio.stats
+        record = dataclasses.replace(
+            base,
+            duration=round(audio.duration, 3),
+            finish_reason=stats.finish_reason,
+            from_cache=stats.sentences > 0 and stats.cached_sentences == stats.sentences,
+            sentences=stats.sentences,
+            cached_sentences=stats.cached_sentences,
+            ok=stats.finish_reason == "eos",
+        )
+        if not record.ok:
+            return record
+        name = f"{segment.id}.{self.settings.format.value}"
+        data = encode(audio.pcm, self.settings.format)
+        write_atomic(self.out_dir / name, data)
+        return dataclasses.replace(record, file=name, sha256=_sha256(data))
+
+    def _speech(self, segment: Segment, seed: int | None) -> SpeechOptions:
+        speech: SpeechOptions = {}
+        if voice := segment.voice or self.settings.voice:
+            speech["voice"] = voice
+        if language := segment.language or self.settings.language:
+            speech["language"] = language
+        if instruct := segment.instruct or self.settings.instruct:
+            speech["instruct"] = instruct
+        if seed is not None:
+            speech["seed"] = seed
+        return speech
+
+    def _write(self, joined: JoinRecord | None = None) -> None:
+        records = tuple(self._records[i] for i in self._order if i in self._records)
+        write_manifest(self.out_dir, Manifest(self.model, self.settings.format.value, records, joined))
+
+    def _join(self) -> Path | None:
+        """Every segment's audio in one file, ``pause`` seconds apart; None if a segment failed."""
+        target = self.settings.join
+        assert target is not None
+        records = [self._records[i] for i in self._order]
+        if any(not record.ok or record.file is None for record in records):
+            _LOGGER.error("Not writing %s: some segments failed", target)
+            return None
+        gap = np.zeros(round(self.settings.pause * SAMPLE_RATE), dtype=np.int16)
+        parts: list[np.ndarray] = []
+        for index, record in enumerate(records):
+            assert record.file is not None
+            samples, _ = sf.read(self.out_dir / record.file, dtype="int16")
+            parts.extend([gap, samples] if index else [samples])
+        pcm = np.concatenate(parts).astype("<i2").tobytes()
+        data = encode(pcm, AudioFormat(target.suffix.lower().lstrip(".")))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data)
+        duration = round(len(pcm) / 2 / SAMPLE_RATE, 3)
+        self._write(JoinRecord(str(target), duration, self.settings.pause, _sha256(data)))
+        return target
+
+
+def encode(pcm: bytes, audio_format: AudioFormat) -> bytes:
+    """16-bit PCM as a WAV or FLAC file's bytes."""
+    buffer = io.BytesIO()
+    samples = np.frombuffer(pcm, dtype="<i2")
+    sf.write(buffer, samples, SAMPLE_RATE, format=audio_format.value.upper(), subtype=_SUBTYPE)
+    return buffer.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Progress:
+    """Segments done of total, audio seconds, real-time factor and time left, on stderr."""
+
+    def __init__(self, bar: tqdm[Any]) -> None:
+        self._bar = bar
+        self._audio = 0.0
+        self._compute = 0.0
+
+    def advance(self, audio_seconds: float, seconds: float) -> None:
+        self._audio += audio_seconds
+        self._compute += seconds
+        rtf = self._compute / self._audio if self._audio else 0.0
+        self._bar.set_postfix_str(f"{self._audio:.1f}s audio, RTF {rtf:.2f}", refresh=False)
+        self._bar.update(1)
+
+
+@contextlib.contextmanager
+def _progress(total: int, done: int, show: bool) -> Iterator[_Progress]:
+    """A tqdm bar when ``show`` and stderr is a terminal; otherwise nothing is drawn."""
+    with tqdm(
+        total=total, initial=done, unit="segment", file=sys.stderr, disable=None if show else True
+    ) as bar:
+        yield _Progress(bar)
