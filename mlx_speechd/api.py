@@ -51,6 +51,7 @@ from .narration.runner import (
 )
 from .narration.script import Segment, read_script
 from .settings import parse_size
+from .voices.store import VoiceLibrary, default_voices_dir
 
 Text = str | Iterable[str]
 """A whole text, or pieces of one as they arrive (an LLM's tokens, say)."""
@@ -63,7 +64,7 @@ class SpeechOptions(TypedDict, total=False):
     """Keyword arguments of `generate`, `stream` and `astream`."""
 
     voice: str
-    """A speaker of a CustomVoice model (`TTS.voices`)."""
+    """A voice by name (`TTS.voices`): a preset speaker of a CustomVoice model or a voice library name."""
     language: str
     """'auto' (default), a name ('English') or a code ('en')."""
     instruct: str
@@ -83,6 +84,10 @@ class SpeechOptions(TypedDict, total=False):
 class EngineOptions(TypedDict, total=False):
     """Keyword arguments of `load`."""
 
+    extra_models: Iterable[str | os.PathLike[str]]
+    """More models to serve beside the first (each voice goes to the model that speaks it)."""
+    voices_dir: str | os.PathLike[str] | None
+    """The voice library (default: `$MLX_SPEECHD_VOICES_DIR`, else the per-user folder); None: none."""
     warmup: bool
     first_chunk_frames: int
     chunk_frames: int
@@ -124,6 +129,7 @@ Script = Sequence[Segment] | str | os.PathLike[str]
 """Segments, or a script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
+VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
@@ -160,13 +166,26 @@ class Audio:
         return target
 
 
-def load(model: str | os.PathLike[str] | None = None, **options: Unpack[EngineOptions]) -> TTS:
+ModelInput = str | os.PathLike[str]
+
+
+def load(
+    model: ModelInput | list[ModelInput] | tuple[ModelInput, ...] | None = None,
+    **options: Unpack[EngineOptions],
+) -> TTS:
     """Load a Qwen3-TTS model (hub id or local folder) and warm it up; close the result when done.
 
     Without `model`: `$MLX_SPEECHD_MODEL` if set (as for the command line), else `DEFAULT_MODEL`.
+    Several models: `load([first, second])` or `load(first, extra_models=[second])`; the first is the
+    default, and each voice (preset, library voice, reference audio) goes to the model that speaks it.
     """
     if model is None:
         model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if isinstance(model, list | tuple):
+        if not model:
+            raise InvalidRequestError("load() needs at least one model")
+        options = {**options, "extra_models": [*model[1:], *options.get("extra_models", ())]}
+        model = model[0]
     return TTS(engine_config(model, options))
 
 
@@ -184,7 +203,7 @@ def narrate(
     context = request_context(config, resolve_model_path(config.model))
     speaker = LazyTTS(lambda: TTS(config))
     try:
-        return _narration(out_dir, options, config.model, context, speaker).run(
+        return _narration(out_dir, options, config, context, speaker).run(
             _segments(script), options.get("progress", False)
         )
     finally:
@@ -195,7 +214,7 @@ def narrate(
 def _narration(
     out_dir: str | os.PathLike[str],
     options: NarrateOptions,
-    model: str,
+    config: EngineConfig,
     context: dict[str, Any],
     speaker: LazyTTS,
 ) -> Narration:
@@ -214,7 +233,8 @@ def _narration(
         instruct=options.get("instruct"),
         seed=options.get("seed"),
     )
-    return Narration(Path(out_dir).expanduser(), settings, model, context, speaker)
+    library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+    return Narration(Path(out_dir).expanduser(), settings, config.model, context, speaker, library)
 
 
 def _segments(script: Script) -> Sequence[Segment]:
@@ -223,9 +243,13 @@ def _segments(script: Script) -> Sequence[Segment]:
     return script
 
 
-def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> EngineConfig:
+def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
     """The engine configuration for `load`'s arguments (TypeError for an unknown one)."""
     _check_keys("load", options, EngineOptions)
+    if "voices_dir" in options:
+        voices_dir = options["voices_dir"]
+    else:
+        voices_dir = os.environ.get(VOICES_DIR_ENV) or default_voices_dir()
     voice = VoiceSettings(
         speaker=options.get("voice"),
         language=options.get("language"),
@@ -236,6 +260,8 @@ def engine_config(model: str | os.PathLike[str], options: EngineOptions) -> Engi
     try:
         return EngineConfig(
             model=os.fspath(model),
+            extra_models=tuple(os.fspath(extra) for extra in options.get("extra_models", ())),
+            voices_dir=None if voices_dir is None else Path(voices_dir).expanduser(),
             voice=voice,
             schedule=_schedule(options),
             guards=options.get("guards", GuardSettings()),
@@ -305,7 +331,13 @@ class TTS:
 
     @property
     def voices(self) -> tuple[str, ...]:
+        """Voice names to pass as `voice`: preset speakers and library voices (as the library is now)."""
         return self._engine.voices
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """Every loaded model, the default (`info`) first."""
+        return self._engine.models
 
     def close(self) -> None:
         """Cancel work in progress and release the model."""
@@ -324,7 +356,7 @@ class TTS:
     ) -> NarrationResult:
         """Narrate `script` into `out_dir` with this model (docs/narration.md)."""
         context = request_context(self._engine.config, self.info.path)
-        narration = _narration(out_dir, options, self._engine.config.model, context, LazyTTS(lambda: self))
+        narration = _narration(out_dir, options, self._engine.config, context, LazyTTS(lambda: self))
         return narration.run(_segments(script), options.get("progress", False))
 
     def generate(self, text: Text, **speech: Unpack[SpeechOptions]) -> Audio:

@@ -8,6 +8,7 @@ names with dashes as underscores (`sentence_pause = 0.2`, `uri = ["tcp://0.0.0.0
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from typing import Any
 ENV_PREFIX = "MLX_SPEECHD_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 _NOT_SETTINGS = {"help", "version", "text", "config", "print_config"}
+OTHER_VARIABLES = frozenset({CONFIG_ENV, ENV_PREFIX + "VOICES_DIR", ENV_PREFIX + "OFFICIAL_PYTHON"})
+"""MLX_SPEECHD_* variables that are not options: the config file, the voice library, the conformance tests."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -54,6 +57,18 @@ def apply_defaults(
             parser.set_defaults(**{key: _from_string(action, environ[name], name)})
             sources[key] = f"environment {name}"
     return sources
+
+
+def unknown_variables(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> list[str]:
+    """Warnings for MLX_SPEECHD_* variables that set nothing (a typo must not be ignored silently)."""
+    known = {ENV_PREFIX + key.upper() for key in settable_actions(parser)} | OTHER_VARIABLES
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"environment variable {name} is not a setting and is ignored{hint}")
+    return warnings
 
 
 def _read_file(path: Path, actions: dict[str, argparse.Action]) -> dict[str, Any]:
@@ -103,6 +118,8 @@ def _from_string(action: argparse.Action, text: str, where: str) -> Any:
 def _convert(action: argparse.Action, text: str, where: str) -> Any:
     try:
         value = action.type(text) if callable(action.type) else text
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"{where}: {err}") from err
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: invalid value {text!r}") from err
     if action.choices is not None and value not in action.choices:

@@ -41,7 +41,7 @@ async def _main(settings: DaemonSettings, config: EngineConfig) -> int:
     # stdio: take stdout for protocol lines before the model loads (libraries print while loading).
     protocol_out = claim_stdout() if settings.stdio is not None else None
     signals = _StopSignals()
-    _LOGGER.info("Loading %s (a stop signal now exits at once)", config.model)
+    _LOGGER.info("Loading %s (a stop signal now exits at once)", ", ".join(config.models))
     engine = Engine(config)
     try:
         await engine.astart()

@@ -49,6 +49,12 @@ class EngineClosedError(SpeechdError):
     code = "engine-closed"
 
 
+class ClientTooSlowError(SpeechdError):
+    """The reply's reader took no audio for longer than the stall timeout; the reply was cancelled."""
+
+    code = "client-too-slow"
+
+
 class ProtocolError(SpeechdError):
     """A client broke a wire protocol (the front ends' own errors derive from this)."""
 
@@ -56,6 +62,7 @@ class ProtocolError(SpeechdError):
 
 
 __all__ = [
+    "ClientTooSlowError",
     "EngineClosedError",
     "EngineFailure",
     "InvalidRequestError",

@@ -71,6 +71,12 @@ class WyomingSettings:
     """Name to advertise the first TCP listener under, or None not to advertise."""
     max_connections: int = 16
     """Most clients one listener serves at once."""
+    idle_timeout: float = 60.0
+    """Seconds a connection with nothing in flight may stay silent (an open text stream gets longer)."""
+    event_timeout: float = 5.0
+    """Seconds a started event has to arrive in full."""
+    write_timeout: float = 30.0
+    """Seconds a write to the client may block (it reads nothing) before the connection is closed."""
 
     @property
     def zeroconf_uri(self) -> str | None:

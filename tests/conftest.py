@@ -13,6 +13,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face hub
 # The audio cache is on by default: keep the tests' entries out of the user's cache folder
 # (the command line, the Python API and subprocesses all take the default folder from here).
 os.environ["MLX_SPEECHD_AUDIO_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlx-speechd-test-cache-")
+# Likewise the voice library: tests never read or write the user's voices.
+os.environ["MLX_SPEECHD_VOICES_DIR"] = tempfile.mkdtemp(prefix="mlx-speechd-test-voices-")
 
 ModelFactory = Callable[..., Path]
 """``model_factory(variant, fixed_length=True, ends_by_eos=False) -> Path`` of a cached tiny

@@ -1,4 +1,5 @@
-"""The benchmark harness runs end to end in quick mode and reports complete, sane numbers.
+"""The benchmark harness (`python -m bench`, top-level, not installed) runs end to end in quick mode
+and reports complete, sane numbers.
 
 No speed targets here (the machine is shared and noisy): only that every section ran, every
 column measured real audio, and the numbers are positive and finite.
@@ -10,15 +11,21 @@ import json
 import math
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import mlx.core as mx
 import pytest
+from setuptools import find_packages
 
-from mlx_speechd.bench.http_bench import server_available
-from mlx_speechd.bench.measure import FRAME_BYTES, RequestResult, percentile
-from mlx_speechd.bench.servers import parse_stats
-from mlx_speechd.engine import SynthesisStats
+from bench.compare import ttfa_over_engine
+from bench.http_bench import server_available
+from bench.long_utterance import mlx_audio_decoder, random_codes
+from bench.measure import FRAME_BYTES, Column, RequestResult, percentile
+from mlx_speechd.engine.loader import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FRAMES = 75  # the comparison's sentence runs to the fixed-length model's minimum frame cap
 
@@ -29,8 +36,8 @@ def quick_run(
 ) -> tuple[str, dict[str, Any]]:
     """One `--quick` run, shared by the tests below: (the printed tables, the JSON results)."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    argv = [sys.executable, "-m", "mlx_speechd.bench", "--quick", "--model", str(tiny_custom_voice)]
-    done = subprocess.run([*argv, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    argv = [sys.executable, "-m", "bench", "--quick", "--model", str(tiny_custom_voice)]
+    done = subprocess.run([*argv, "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-4000:]
     return done.stdout, json.loads(out.read_text())
 
@@ -68,13 +75,19 @@ def test_comparison_measures_every_column(quick_run: tuple[str, dict[str, Any]])
         assert _positive(summary["rtf_median"]) and _positive(summary["steady_chunk_s"])
         assert summary["steady_chunk_frames"] == (2 if key == "mlx-audio-2" else 10)
         assert summary["rss_bytes"] > 10e6
-        has_engine_stats = not key.startswith("mlx-audio")
+        # the engine's own figures: in process (Reply.stats) and over stdio (the `done` message)
+        has_engine_stats = key in ("engine", "stdio")
         assert (summary["front_end_overhead_s"] is not None) == has_engine_stats
         assert (summary["end_to_end_over_engine"] is not None) == has_engine_stats
         if has_engine_stats:
             assert summary["end_to_end_over_engine"] > 0.9  # the client cannot finish before the engine
-        if key != "mlx-audio-http":
+        assert (summary["peak_mlx_bytes"] is not None) == (
+            key in ("engine", "stdio", "mlx-audio-10", "mlx-audio-2")
+        )
+        if summary["peak_mlx_bytes"] is not None:
             assert _positive(summary["peak_mlx_bytes"])
+        assert math.isfinite(summary["ttfa_over_engine_s"]) and summary["reference"] == "stdio"
+    assert summaries["stdio"]["ttfa_over_engine_s"] == summaries["stdio"]["front_end_overhead_s"]
     for key, requests in compare["requests"].items():
         for request in requests:
             assert sum(size for _, size in request["arrivals"]) == FRAMES * FRAME_BYTES, key
@@ -106,13 +119,44 @@ def test_pipeline_long_utterance_cache_and_soak_sections(quick_run: tuple[str, d
     assert {t["name"] for t in results["targets"]} >= {"engine: frames in the first chunk"}
 
 
-def test_engine_log_line_parses() -> None:
-    stats = SynthesisStats(1, 75, 6.0, 1.5, 0.0523, 41_000_000, "frame-cap")
-    parsed = parse_stats(f"2026-01-01 INFO mlx_speechd.engine.engine: Reply 7: {stats.summary()}")
-    assert parsed is not None
-    assert (parsed.reply, parsed.ttfa, parsed.peak_mlx_bytes) == (7, 0.052, 41_000_000)
-    assert parsed.compute == pytest.approx(1.5, abs=0.01)
-    assert parse_stats("INFO something else") is None
+def test_ttfa_over_engine_pairs_requests_by_round() -> None:
+    def column(key: str, ttfas: list[float], engine: list[float] | None = None) -> Column:
+        return Column(
+            key,
+            key,
+            [
+                RequestResult([(t, FRAME_BYTES)], t + 1, engine_ttfa=e)
+                for t, e in zip(ttfas, engine or [None] * len(ttfas), strict=True)
+            ],
+        )
+
+    stdio = column("stdio", [0.12, 0.32, 0.22], engine=[0.10, 0.30, 0.20])
+    wyoming = column("wyoming", [0.11, 0.32, 0.24])
+    assert ttfa_over_engine(wyoming, stdio) == pytest.approx(0.02)
+    assert ttfa_over_engine(stdio, stdio) == pytest.approx(0.02)
+    with pytest.raises(ValueError):  # every column has one request per round
+        ttfa_over_engine(column("short", [0.1]), stdio)
+
+
+def test_random_codes_fit_the_codec(tiny_custom_voice: Path) -> None:
+    model, _ = load_model(str(tiny_custom_voice))
+    decoder = mlx_audio_decoder(model)
+    codes = random_codes(decoder, 30)
+    config = decoder.config
+    assert codes.shape == (1, config.num_quantizers, 30)
+    assert mx.min(codes).item() >= 0 and mx.max(codes).item() < config.codebook_size
+    assert mx.array_equal(codes, random_codes(decoder, 30))  # seeded
+    assert decoder.streaming_step(codes[:, :, :4]).size > 0  # the decoder takes them
+
+
+def test_bench_is_not_installed_with_the_package() -> None:
+    """The wheel's packages (pyproject's find rule) hold the runtime package and not `bench`."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    rule = config["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(ROOT), include=rule["include"])
+    assert "mlx_speechd" in packages and "mlx_speechd.engine" in packages
+    assert not [p for p in packages if p.split(".")[0] == "bench"]
+    assert (ROOT / "bench" / "__main__.py").exists()
 
 
 def test_request_result_and_percentile() -> None:

@@ -155,6 +155,118 @@ def test_client_streams_cancels_and_reports_errors(
     assert results["exit"] == 0
 
 
+NOT_PROTOCOL = """
+import { SpeechdClient, SpeechdError } from "%(client)s";
+
+// Each of these makes the daemon print something else than protocol lines on stdout, then exit.
+const [command, model, strayDaemon] = process.argv.slice(2);
+const results = {};
+for (const option of ["--version", "--help", "--print-config"]) {
+  try {
+    const args = ["--model", model, option];
+    const speechd = await SpeechdClient.spawn({ command, args, stderr: "ignore" });
+    results[option] = `resolved: ${JSON.stringify(speechd.info)}`;
+  } catch (error) {
+    results[option] = error instanceof SpeechdError ? error.code : `${error}`;
+  }
+}
+
+// A stand-in daemon that is ready, then prints a stray line with nothing pending, and would run on.
+const speechd = await SpeechdClient.spawn({ command: process.execPath, args: [strayDaemon] });
+results.stray = await new Promise((resolve) => (speechd.onerror = (error) => resolve(error.code)));
+results.stopped = (await speechd.exited) === null; // stopped by a signal, not exited by itself
+console.log(JSON.stringify(results));
+"""
+
+STRAY_DAEMON = """
+console.log(JSON.stringify({ type: "ready", protocol: 1 }));
+setTimeout(() => console.log("a stray line"), 100);
+setInterval(() => {}, 1000);
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_daemon_that_breaks_the_protocol_rejects_spawn(
+    runtime: str, js_tools: Path, tiny_custom_voice: Path, tmp_path: Path
+) -> None:
+    """Not an uncaught SyntaxError that ends the parent process: the pending promise rejects."""
+    script = tmp_path / "not-protocol.mjs"
+    script.write_text(NOT_PROTOCOL % {"client": CLIENT.as_uri()})
+    stray = tmp_path / "stray-daemon.mjs"
+    stray.write_text(STRAY_DAEMON)
+    command = [*runtime_command(runtime, js_tools), str(script), DAEMON, str(tiny_custom_voice), str(stray)]
+    result = run_js(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = ("--version", "--help", "--print-config", "stray")
+    assert json.loads(result.stdout) == {**dict.fromkeys(options, "protocol-error"), "stopped": True}
+
+
+TYPED = """
+import { SpeechdClient } from "./mlx-speechd-client.mjs";
+
+const speechd = await SpeechdClient.spawn({ args: ["--model", "./model"] });
+const rate: number = speechd.info.sample_rate; // no null check needed once spawn has resolved
+try {
+  await speechd.describe();
+} catch (error: any) {
+  switch (error.code as import("./mlx-speechd-client.mjs").ErrorCode) {
+    case "unknown-voice":
+    case "daemon-exited":
+      break;
+  }
+}
+console.log(rate);
+"""
+TYPED_WRONG = """
+import { SpeechdError } from "./mlx-speechd-client.mjs";
+
+const error = new SpeechdError("no-such-code", "a code that is not in the union");
+console.log(error);
+"""
+
+
+def _tsc(js_tools: Path, source: Path) -> subprocess.CompletedProcess[str]:
+    options = ["--strict", "--noEmit", "--target", "es2022", "--module", "nodenext", "--moduleResolution",
+               "nodenext", "--types", "node", "--typeRoots", str(js_tools / "@types")]  # fmt: skip
+    command = [str(js_tools / ".bin" / "tsc"), *options, str(source)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+
+
+def test_declarations_type_a_typescript_caller(js_tools: Path, tmp_path: Path) -> None:
+    for name in ("mlx-speechd-client.mjs", "mlx-speechd-client.d.mts", "package.json"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "typed.mts").write_text(TYPED)
+    result = _tsc(js_tools, tmp_path / "typed.mts")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "wrong.mts").write_text(TYPED_WRONG)
+    result = _tsc(js_tools, tmp_path / "wrong.mts")
+    assert result.returncode != 0 and "no-such-code" in result.stdout, result.stdout
+
+
+IMPORT_BY_NAME = """
+import { SpeechdClient, PROTOCOL } from "mlx-speechd-client";
+console.log(PROTOCOL, typeof SpeechdClient);
+"""
+
+
+def test_examples_install_as_a_package(js_tools: Path, tmp_path: Path) -> None:
+    """`npm install ./docs/examples` in a project, then an import by package name on Node and Bun."""
+    npm = shutil.which("npm")
+    assert npm is not None
+    manifest = json.loads((EXAMPLES / "package.json").read_text())
+    assert manifest["type"] == "module" and manifest["engines"]["node"] and manifest["engines"]["bun"]
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "app", "private": True, "type": "module"}))
+    install = [npm, "install", "--no-audit", "--no-fund", "--offline", str(EXAMPLES)]
+    subprocess.run(install, cwd=project, check=True, capture_output=True, timeout=TIMEOUT)
+    (project / "main.mjs").write_text(IMPORT_BY_NAME)
+    for runtime in RUNTIMES:
+        result = run_js([*runtime_command(runtime, js_tools), "main.mjs"], project)
+        assert result.returncode == 0, (runtime, result.stderr[-3000:])
+        assert result.stdout.strip() == "1 function", runtime
+
+
 def test_client_type_checks_and_its_declarations_are_current(js_tools: Path, tmp_path: Path) -> None:
     tsc = [str(js_tools / ".bin" / "tsc"), *TSC_OPTIONS, "--typeRoots", str(js_tools / "@types")]
     result = subprocess.run(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlx_speechd.cli import build_parser, daemon_settings, oneshot_settings
-from mlx_speechd.config import ConfigError, apply_defaults, format_config
+from mlx_speechd.cli import UsageError, build_parser, daemon_settings, engine_config, oneshot_settings
+from mlx_speechd.config import ConfigError, apply_defaults, format_config, unknown_variables
 from mlx_speechd.settings import (
     DaemonSettings,
     EofPolicy,
@@ -43,7 +43,7 @@ def config_file(tmp_path: Path) -> Path:
 
 def test_file_then_environment_then_command_line(config_file: Path) -> None:
     _, args, _ = parse([], {}, config_file)
-    assert (args.model, args.voice, args.sentence_pause) == ("/models/from-file", "vivian", 0.2)
+    assert (args.model, args.voice, args.sentence_pause) == (["/models/from-file"], "vivian", 0.2)
     assert args.uri == ["tcp://0.0.0.0:10200"] and args.zeroconf == "mlx-speechd" and args.debug
     env = {"MLX_SPEECHD_VOICE": "aiden", "MLX_SPEECHD_DEBUG": "no", "MLX_SPEECHD_CHUNK_FRAMES": "6"}
     _, args, sources = parse([], env, config_file)
@@ -56,7 +56,7 @@ def test_file_then_environment_then_command_line(config_file: Path) -> None:
 
 def test_config_file_from_the_environment(config_file: Path) -> None:
     _, args, _ = parse([], {"MLX_SPEECHD_CONFIG": str(config_file)})
-    assert args.model == "/models/from-file"
+    assert args.model == ["/models/from-file"]
 
 
 @pytest.mark.parametrize(
@@ -221,3 +221,81 @@ def test_the_cli_builds_typed_settings_from_the_layers(tmp_path: Path) -> None:
     assert settings.text == ("Hello", "there.")
     assert settings.output == OutputSettings(wav="out.wav", device="USB Audio")
     assert not settings.output.plays
+
+
+# ---- ranges: the command line, the file and the environment refuse what stdio refuses ----
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lead-in", "-1"),
+        ("--sentence-pause", "-0.5"),
+        ("--sentence-pause", "61"),
+        ("--seed", "-3"),
+        ("--first-chunk-frames", "0"),
+        ("--chunk-frames", "0"),
+        ("--cache-limit-mb", "-1"),
+        ("--max-text-chars", "0"),
+        ("--max-sentence-chars", "0"),
+        ("--max-connections", "0"),
+        ("--idle-timeout", "0"),
+        ("--event-timeout", "-1"),
+        ("--stall-timeout", "0"),
+        ("--max-unsent-seconds", "0"),
+        ("--lead-in", "nan"),
+    ],
+)
+def test_numeric_options_out_of_range_are_refused(option: str, value: str) -> None:
+    with pytest.raises(UsageError, match=f"argument {option}: .*out of range"):
+        parse([f"{option}={value}"], {})
+
+
+def test_ranges_hold_in_the_file_and_the_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'lead_in' in .*: -1 is out of range: at least 0"):
+        parse([], {}, write(tmp_path, "lead_in = -1\n"))
+    with pytest.raises(ConfigError, match="MLX_SPEECHD_STALL_TIMEOUT: 0 is out of range: greater than 0"):
+        parse([], {"MLX_SPEECHD_STALL_TIMEOUT": "0"})
+    _, args, _ = parse(["--lead-in", "0", "--max-sentence-chars", "1"], {})
+    assert args.lead_in == 0 and args.max_sentence_chars == 1
+
+
+def test_limits_reach_the_engine_config() -> None:
+    _, args, _ = parse(["--max-sentence-chars", "120", "--max-unsent-seconds", "2.5"], {})
+    config = engine_config(args)
+    assert (config.max_sentence_chars, config.max_unsent_seconds, config.stall_timeout) == (120, 2.5, 30.0)
+    wyoming = daemon_settings(parse(["--uri", "tcp://127.0.0.1:1", "--stall-timeout", "7"], {})[1]).wyoming
+    assert wyoming is not None and wyoming.write_timeout == 7
+
+
+def test_unknown_environment_variables_are_named() -> None:
+    parser = build_parser()
+    env = {
+        "MLX_SPEECHD_VOCIE": "ryan",
+        "MLX_SPEECHD_VOICE": "ryan",
+        "MLX_SPEECHD_CONFIG": "x.toml",
+        "MLX_SPEECHD_VOICES_DIR": "/tmp/v",
+        "OTHER": "1",
+    }
+    warnings = unknown_variables(parser, env)
+    assert len(warnings) == 1
+    assert "MLX_SPEECHD_VOCIE" in warnings[0] and "did you mean MLX_SPEECHD_VOICE?" in warnings[0]
+
+
+def test_setting_errors_are_one_line_without_the_usage(tmp_path: Path) -> None:
+    bad = write(tmp_path, "lead_in = -1\n")
+    for args, env in (
+        (["--config", str(bad), "hi"], {}),
+        (["hi"], {"MLX_SPEECHD_MAX_CONNECTIONS": "0"}),
+        (["--lead-in", "-1", "hi"], {}),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "mlx_speechd", *args],
+            capture_output=True,
+            env={**os.environ, **env},
+            check=False,
+        )
+        assert result.returncode == 2
+        lines = result.stderr.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mlx-speechd: error:"), lines
+        assert "out of range" in lines[0]

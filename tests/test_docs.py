@@ -88,6 +88,15 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ("docs/python.md", "# a hub repository id (downloaded on first use) or the path of a model folder"): (
         "downloads the real model; tests/test_api.py runs the same calls on a test model"
     ),
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance -o log_cli=true"): (
+        "the repository's own tests (CI runs them with the suite); the blocks run outside the checkout"
+    ),
+    ("docs/conformance.md", "python3 -m venv .venv-official"): (
+        "downloads PyTorch and the official qwen-tts package from the network"
+    ),
+    ("docs/conformance.md", ".venv/bin/python -m pytest tests/conformance/test_live_official.py"): (
+        "needs the official package's environment that the block before sets up"
+    ),
     ("docs/troubleshooting.md", "journalctl -u mlx-speechd -e             # systemd"): (
         "needs the installed service (systemd or launchd)"
     ),
@@ -195,7 +204,8 @@ def test_every_shell_and_python_block_is_run_or_listed() -> None:
 def doc_folder(tmp_path: Path, tiny_custom_voice: Path) -> tuple[Path, dict[str, str]]:
     """A fresh folder and environment for one file's runnable blocks.
 
-    In it: `.venv` (this venv), `models/tiny` (a tiny random-weight model, also the default model via
+    In it: `.venv` (this venv), `bench` (the repository's benchmark, run from the repository root as
+    `python -m bench`), `models/tiny` (a tiny random-weight model, also the default model via
     MLX_SPEECHD_MODEL), an empty Hugging Face cache with HF_HUB_OFFLINE=1, and a HOME whose default
     ALSA device writes to a file, so --play works without a sound card.
     """
@@ -210,6 +220,7 @@ def doc_folder(tmp_path: Path, tiny_custom_voice: Path) -> tuple[Path, dict[str,
     shutil.copytree(tiny_custom_voice, folder / "models" / "tiny")
     venv_bin = Path(sys.executable).parent
     (folder / ".venv").symlink_to(venv_bin.parent)
+    (folder / "bench").symlink_to(ROOT / "bench")
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLX_SPEECHD_")}
     env.update(
         PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",

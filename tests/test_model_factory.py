@@ -15,6 +15,7 @@ from mlx_audio.tts.models.qwen3_tts.config import (
     Qwen3TTSTokenizerConfig,
     Qwen3TTSTokenizerDecoderConfig,
     Qwen3TTSTokenizerEncoderConfig,
+    filter_dict_for_dataclass,
 )
 from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizer
 from mlx_audio.tts.utils import load, load_model
@@ -59,9 +60,7 @@ def _stream(model: Any, variant: str, max_tokens: int) -> list[int]:
 
 
 @pytest.mark.parametrize("variant", ["custom_voice", "voice_design", "base"])
-def test_tiny_model_loads_and_streams_exactly_max_tokens(
-    model_factory: ModelFactory, variant: str
-) -> None:
+def test_tiny_model_loads_and_streams_exactly_max_tokens(model_factory: ModelFactory, variant: str) -> None:
     folder = model_factory(variant)
     model = load_model(folder)
     assert model.model_type == "qwen3_tts"
@@ -123,7 +122,9 @@ def test_every_speech_tokenizer_weight_is_written(tiny_base: Path) -> None:
     model = Qwen3TTSSpeechTokenizer(
         Qwen3TTSTokenizerConfig(
             decoder_config=Qwen3TTSTokenizerDecoderConfig(**config["decoder_config"]),
-            encoder_config=Qwen3TTSTokenizerEncoderConfig(**config["encoder_config"]),
+            encoder_config=Qwen3TTSTokenizerEncoderConfig(
+                **filter_dict_for_dataclass(Qwen3TTSTokenizerEncoderConfig, config["encoder_config"])
+            ),
         )
     )
     params: dict[str, mx.array] = {}

@@ -314,6 +314,37 @@ def test_wav_and_chunks_carry_the_same_audio(daemon: Daemon, tmp_path: Path) -> 
     assert samples.tobytes() == audio_of(messages)
 
 
+@pytest.mark.parametrize("name", ["out", "out.txt", "out.WAV"])
+def test_wav_is_written_whatever_the_extension(daemon: Daemon, tmp_path: Path, name: str) -> None:
+    wav = tmp_path / name
+    wav.write_bytes(b"an existing file is replaced")
+    rid = f"ext-{name}"
+    final = daemon.request(
+        {"type": "synthesize", "id": rid, "text": "Hi.", "output": "none", "wav": str(wav)}
+    )[-1]
+    assert final["type"] == "done" and final["wav"] == str(wav), final
+    info = soundfile.info(str(wav))
+    assert (info.format, info.frames) == ("WAV", SENTENCE_FRAMES * FRAME_SAMPLES)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left behind
+
+
+def test_a_cancelled_wav_never_appears_under_its_name(daemon: Daemon, tmp_path: Path) -> None:
+    wav = tmp_path / "reply.wav"
+    wav.write_bytes(b"previous contents")
+    daemon.send({"type": "synthesize", "id": "cw", "text": LONG_TEXT, "output": "none", "wav": str(wav)})
+    daemon.wait_for(lambda m: m["type"] == "audio-start" and m["id"] == "cw")
+    deadline = time.monotonic() + TIMEOUT
+    while not any(p.stat().st_size > 44 for p in tmp_path.iterdir() if p != wav):  # audio is being written
+        assert time.monotonic() < deadline, list(tmp_path.iterdir())
+        time.sleep(0.05)
+    assert wav.read_bytes() == b"previous contents"  # written elsewhere until the reply is complete
+    daemon.send({"type": "cancel", "id": "cw"})
+    done = daemon.final("cw")
+    assert done["type"] == "done" and done["finish_reason"] == "cancelled" and "wav" not in done
+    assert wav.read_bytes() == b"previous contents"
+    assert list(tmp_path.iterdir()) == [wav]
+
+
 def test_play_requests_play_one_after_another(daemon: Daemon, alsa_home: Path) -> None:
     reference = {
         seed: audio_of(
@@ -357,6 +388,15 @@ BAD_LINES: list[tuple[bytes | dict[str, Any], str, Any]] = [
     ({"type": "synthesize-end", "id": "b15"}, "unknown-request", "b15"),
     ({"type": "ping"}, "invalid-request", None),
     (b'"just a string"', "invalid-request", None),
+    (b"[" * 100_000, "invalid-json", None),  # deeper than the JSON parser's recursion
+    (
+        b'{"type": "synthesize", "id": "b16", "text": "Hi \\ud800."}',
+        "invalid-request",
+        "b16",
+    ),  # lone surrogate
+    ({"type": "synthesize", "id": "b17", "text": "Hi.", "instruct": "\udfff"}, "invalid-request", "b17"),
+    ({"type": "synthesize", "id": "b18", "text": "Hi.", "wav": "/"}, "output-failed", "b18"),  # a directory
+    ({"type": "synthesize", "id": "b19", "text": "Hi.", "wav": "a\u0000.wav"}, "output-failed", "b19"),
 ]
 
 

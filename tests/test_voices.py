@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from mlx_speechd.engine.types import InvalidRequestError, UnknownVoiceError
+from mlx_speechd.engine.adapter import Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
+from mlx_speechd.errors import InvalidRequestError, UnknownVoiceError
 from mlx_speechd.fingerprint import model_fingerprint
 from mlx_speechd.voices import VoiceKind, VoiceLibrary, VoiceParams, check_name
 from mlx_speechd.voices.cli import voices_dir
 from mlx_speechd.voices.prompt import (
-    clone_inputs,
-    compute_clone_prompt,
+    compute_voice_prompt,
     load_prompt,
     reference_digest,
     save_prompt,
@@ -454,87 +455,94 @@ def test_model_fingerprint(tiny_base: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_model(tiny_base: Path) -> object:
+def base_model(tiny_base: Path) -> Qwen3Model:
     from mlx_speechd.engine.loader import load_model
 
     model, _ = load_model(str(tiny_base))
     return model
 
 
+def decoder_of(model: Qwen3Model, window: int | None = 72) -> StreamingDecoder:
+    return StreamingDecoder(model.decoder, window)
+
+
 TEXTS = [("Say this sentence now.", "auto"), ("A second, longer sentence to speak in English.", "english")]
 
 
 def test_precomputed_in_context_prompt_equals_mlx_audio(
-    base_model: object, tiny_base: Path, library: Path, reference: tuple[Path, Path]
+    base_model: Qwen3Model, tiny_base: Path, library: Path, reference: tuple[Path, Path]
 ) -> None:
-    model: object = base_model
+    model = base_model
     lib = VoiceLibrary(library)
     voice = lib.add(
         "alice", VoiceKind.CLONE, VoiceParams(ref_text=REF_TEXT), audio=load_reference(reference[0]).audio
     )
     fingerprint = model_fingerprint(tiny_base)
-    computed = voice_prompt(model, voice, fingerprint)
+    decoder = decoder_of(model)
+    computed = voice_prompt(model, decoder, voice, fingerprint)
     path = voice.prompt_path(fingerprint)
-    assert computed.in_context and path.is_file() and voice.prompt_files() == [path]
+    assert computed.clone.in_context and path.is_file() and voice.prompt_files() == [path]
+    assert computed.decoder is not None and computed.decoder.arrays
     saved = path.read_bytes()
-    loaded = voice_prompt(model, voice, fingerprint)  # now read from the file, not recomputed
+    loaded = voice_prompt(model, decoder, voice, fingerprint)  # now read from the file, not recomputed
     assert path.read_bytes() == saved
+    assert loaded.decoder is not None and set(loaded.decoder.arrays) == set(computed.decoder.arrays)
+    for key, value in computed.decoder.arrays.items():
+        assert mx.array_equal(loaded.decoder.arrays[key], value).item(), key
 
     ref_audio = mx.array(read_audio(voice.ref_audio_path))
     for text, language in TEXTS:
-        fresh = model._prepare_icl_generation_inputs(  # type: ignore[attr-defined]  # noqa: SLF001
-            text=text, ref_audio=ref_audio, ref_text=REF_TEXT, language=language
-        )
+        fresh = model.prepare(text, language=language, ref_audio=ref_audio, ref_text=REF_TEXT)
         for prompt in (computed, loaded):
-            ours = clone_inputs(model, prompt, text, language)
-            assert len(ours) == len(fresh) == 4
-            for mine, theirs in zip(ours, fresh, strict=True):
-                assert mine is not None and mine.dtype == theirs.dtype
-                assert mx.array_equal(mine, theirs).item(), (text, language)
+            ours = model.prepare_clone(text, prompt.clone, language=language)
+            for name in ("embeds", "trailing", "pad", "ref_codes"):
+                mine, theirs = getattr(ours, name), getattr(fresh, name)
+                assert mine.dtype == theirs.dtype
+                assert mx.array_equal(mine, theirs).item(), (text, language, name)
 
 
 def test_precomputed_speaker_embedding_prompt_equals_mlx_audio(
-    base_model: object, tiny_base: Path, library: Path, reference: tuple[Path, Path]
+    base_model: Qwen3Model, tiny_base: Path, library: Path, reference: tuple[Path, Path]
 ) -> None:
-    model: object = base_model
+    model = base_model
     lib = VoiceLibrary(library)
     audio = load_reference(reference[0]).audio
     voice = lib.add("xv", VoiceKind.CLONE, VoiceParams(x_vector_only=True, ref_text=REF_TEXT), audio=audio)
     fingerprint = model_fingerprint(tiny_base)
-    voice_prompt(model, voice, fingerprint)
-    prompt = voice_prompt(model, voice, fingerprint)
-    assert not prompt.in_context and prompt.ref_codes is None and prompt.ref_text_ids is None
+    voice_prompt(model, decoder_of(model), voice, fingerprint)
+    prompt = voice_prompt(model, decoder_of(model), voice, fingerprint)
+    assert not prompt.clone.in_context and prompt.clone.ref_codes is None and prompt.decoder is None
 
     ref_audio = mx.array(read_audio(voice.ref_audio_path))
     for text, language in TEXTS:
-        fresh = model._prepare_generation_inputs(  # type: ignore[attr-defined]  # noqa: SLF001
-            text=text, language=language, ref_audio=ref_audio
-        )
-        *ours, codes = clone_inputs(model, prompt, text, language)
-        assert codes is None
-        for mine, theirs in zip(ours, fresh, strict=True):
+        fresh = model.prepare(text, language=language, ref_audio=ref_audio)
+        ours = model.prepare_clone(text, prompt.clone, language=language)
+        assert ours.ref_codes is None and fresh.ref_codes is None
+        for name in ("embeds", "trailing", "pad"):
+            mine, theirs = getattr(ours, name), getattr(fresh, name)
             assert mine.dtype == theirs.dtype and mx.array_equal(mine, theirs).item(), (text, language)
 
 
-def test_saved_prompts_are_tagged_with_model_and_reference(
-    base_model: object, tmp_path: Path, reference: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+def test_saved_prompts_are_tagged_with_model_reference_and_window(
+    base_model: Qwen3Model, tmp_path: Path, reference: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     audio = load_reference(reference[0]).audio
-    prompt = compute_clone_prompt(base_model, audio, REF_TEXT)
+    prompt = compute_voice_prompt(base_model, decoder_of(base_model), audio, REF_TEXT)
     digest = reference_digest(audio, REF_TEXT)
     path = tmp_path / "prompts" / "fp1.safetensors"
-    save_prompt(path, prompt, "fp1", digest)
+    save_prompt(path, prompt, "fp1", digest, 72)
     assert sorted(p.name for p in path.parent.iterdir()) == ["fp1.safetensors"]  # no temporary left
-    loaded = load_prompt(path, "fp1", digest)
-    assert loaded is not None and loaded.ref_codes is not None and prompt.ref_codes is not None
-    assert loaded.ref_codes.dtype == prompt.ref_codes.dtype and mx.array_equal(
-        loaded.ref_codes, prompt.ref_codes
+    loaded = load_prompt(path, "fp1", digest, 72)
+    assert loaded is not None and loaded.clone.ref_codes is not None and prompt.clone.ref_codes is not None
+    assert loaded.clone.ref_codes.dtype == prompt.clone.ref_codes.dtype and mx.array_equal(
+        loaded.clone.ref_codes, prompt.clone.ref_codes
     )
-    assert load_prompt(path, "fp2", digest) is None  # another model
-    assert load_prompt(path, "fp1", reference_digest(audio, "Another transcript.")) is None
-    assert load_prompt(path, "fp1", reference_digest(audio, None)) is None  # x-vector only is another prompt
-    assert load_prompt(tmp_path / "absent.safetensors", "fp1", digest) is None
+    assert load_prompt(path, "fp2", digest, 72) is None  # another model
+    assert load_prompt(path, "fp1", digest, 36) is None  # another decoder window
+    assert load_prompt(path, "fp1", reference_digest(audio, "Another transcript."), 72) is None
+    assert load_prompt(path, "fp1", reference_digest(audio, None), 72) is None  # x-vector only differs
+    assert load_prompt(tmp_path / "absent.safetensors", "fp1", digest, 72) is None
     path.write_bytes(b"corrupt")
     with caplog.at_level(logging.WARNING):
-        assert load_prompt(path, "fp1", digest) is None
+        assert load_prompt(path, "fp1", digest, 72) is None
     assert any("unreadable voice prompt" in r.getMessage() for r in caplog.records)

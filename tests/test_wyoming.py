@@ -18,7 +18,7 @@ import pytest
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncClient, AsyncTcpClient, AsyncUnixClient
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.tts import (
     Synthesize,
@@ -31,15 +31,20 @@ from wyoming.tts import (
 from mlx_speechd import __version__
 from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_WIDTH
 from mlx_speechd.engine import Engine, EngineConfig
+from mlx_speechd.frontends.wyoming_handler import STREAM_IDLE_FACTOR
 from mlx_speechd.frontends.wyoming_server import build_info
 
 SENTENCE_BYTES = 75 * FRAME_SAMPLES * SAMPLE_WIDTH
 """Audio of one short sentence: the fixed-length test model runs to the 75-frame minimum cap."""
 LONG_SENTENCE = " ".join(["this sentence keeps going for quite a while"] * 8) + "."
-"""One sentence with a cap of about 1000 frames: well over ten seconds of compute here."""
+"""352 characters, cut to pieces of 299 and 52 (the 300-character sentence limit); the first one's cap
+of about 750 frames is well over ten seconds of compute here."""
 SPEAKERS = ["serena", "vivian", "uncle_fu", "ryan", "aiden", "ono_anna", "sohee", "eric", "dylan"]
 ZEROCONF_NAME = "mlx-speechd-" + "x" * 60
 """Longer than the 63 bytes an mDNS label may have: advertising it fails, whatever the network."""
+IDLE_TIMEOUT = 2.0
+EVENT_TIMEOUT = 1.0
+"""The guarded daemon's --idle-timeout and --event-timeout (seconds)."""
 READ_TIMEOUT = 60.0
 """Only catches hangs: every answer here takes a few seconds at most."""
 
@@ -139,6 +144,17 @@ def daemons(
             ZEROCONF_NAME,
             socket_path=small_folder / "speechd.sock",
         ),
+        # three connections at most, short idle and event timeouts
+        "guarded": _launch(
+            tiny_custom_voice,
+            tmp_path_factory.mktemp("wyoming-guarded"),
+            "--max-connections",
+            "3",
+            "--idle-timeout",
+            str(IDLE_TIMEOUT),
+            "--event-timeout",
+            str(EVENT_TIMEOUT),
+        ),
     }
     yield launched
     for daemon in launched.values():
@@ -149,6 +165,12 @@ def daemons(
 def daemon(daemons: dict[str, Daemon]) -> Daemon:
     _wait_ready(daemons["main"])
     return daemons["main"]
+
+
+@pytest.fixture(scope="module")
+def guarded_daemon(daemons: dict[str, Daemon]) -> Daemon:
+    _wait_ready(daemons["guarded"])
+    return daemons["guarded"]
 
 
 @pytest.fixture(scope="module")
@@ -418,6 +440,143 @@ async def test_flooding_client_is_disconnected(daemon: Daemon) -> None:
     assert "requests in flight" in daemon.log()
 
 
+async def test_a_lone_surrogate_is_an_invalid_request(daemon: Daemon) -> None:
+    """`\\ud800` is valid JSON but no character: an error for that request, like any bad text."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+
+    async def send(event_type: str, data: str = "") -> None:
+        header = {"type": event_type, "data_length": len(data)}
+        writer.write(json.dumps(header).encode() + b"\n" + data.encode())
+        await writer.drain()
+
+    async def read_until(end_type: str) -> list[Event]:
+        events = []
+        while (event := await asyncio.wait_for(async_read_event(reader), READ_TIMEOUT)) is not None:
+            events.append(event)
+            if event.type == end_type:
+                return events
+        raise AssertionError(f"the server closed the connection after {events}")
+
+    try:
+        await send("synthesize", '{"text": "Hello \\ud800 there."}')
+        events = await read_until("audio-stop")
+        assert _types(events) == ["error", "audio-stop"]
+        assert Error.from_event(events[0]).code == "invalid-request"
+
+        await send("synthesize", '{"text": "Hello.", "voice": {"name": "\\udfff"}}')
+        assert Error.from_event((await read_until("audio-stop"))[0]).code == "invalid-request"
+
+        await send("synthesize-start")
+        await send("synthesize-chunk", '{"text": "Hello \\ud800 there. "}')
+        await send("synthesize-stop")
+        events = await read_until("synthesize-stopped")
+        assert _types(events) == ["error", "audio-stop", "synthesize-stopped"]
+        assert Error.from_event(events[0]).code == "invalid-request"
+
+        await send("synthesize", '{"text": "Fine."}')  # the connection goes on
+        assert len(_audio(await read_until("audio-stop"))) == SENTENCE_BYTES
+    finally:
+        writer.close()
+    assert "engine-failure" not in daemon.log()
+
+
+# ---- idle and slow clients ----
+
+
+async def _eof_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closes the connection within `seconds` (reading whatever it sent)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def test_a_silent_connection_is_closed_when_idle(guarded_daemon: Daemon) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded_daemon.port)
+    assert not await _eof_within(reader, IDLE_TIMEOUT / 2)
+    assert await _eof_within(reader, IDLE_TIMEOUT + 5)
+    writer.close()
+    assert "idle for" in guarded_daemon.log()
+
+
+async def test_an_event_must_arrive_in_full_once_started(guarded_daemon: Daemon) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded_daemon.port)
+    header = json.dumps(Describe().event().to_dict()).encode() + b"\n"
+
+    async def dribble() -> None:
+        for byte in header:  # one byte at a time, slower than the event timeout allows
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(EVENT_TIMEOUT / 4)
+
+    dribbling = asyncio.create_task(dribble())
+    assert await _eof_within(reader, EVENT_TIMEOUT + 5)
+    dribbling.cancel()
+    writer.close()
+    assert "took longer than" in guarded_daemon.log()
+
+
+async def test_idle_connections_make_room_for_a_newcomer(guarded_daemon: Daemon) -> None:
+    """All places taken by idle connections: a describe is still answered, at the oldest one's expense."""
+    silent = [await asyncio.open_connection("127.0.0.1", guarded_daemon.port) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    half_header = await asyncio.open_connection("127.0.0.1", guarded_daemon.port)
+    half_header[1].write(b'{"type": "desc')
+    for _ in range(3):  # more newcomers than places: each one is served
+        async with guarded_daemon.client() as client:
+            await client.write_event(Describe().event())
+            assert Info.is_type((await _read(client)).type)
+    for reader, _ in [*silent, half_header]:  # the idle ones made room, oldest first
+        assert await _eof_within(reader, 10)
+    for _, writer in [*silent, half_header]:
+        writer.close()
+    assert "idle: the connection limit (3) is reached" in guarded_daemon.log()
+
+
+async def test_connections_in_use_are_not_closed_for_a_newcomer(guarded_daemon: Daemon) -> None:
+    """A reply longer than the idle timeout, and an open text stream quiet for longer, both go on."""
+    talking, streaming = guarded_daemon.client(), guarded_daemon.client()
+    await talking.connect()
+    await streaming.connect()
+    await streaming.write_event(SynthesizeStart().event())
+    opened = time.monotonic()
+    await talking.write_event(Synthesize(text="One here. Two here. Three here.").event())
+    async with guarded_daemon.client() as idle:
+        await idle.write_event(Describe().event())
+        assert Info.is_type((await _read(idle)).type)
+        await asyncio.sleep(0.2)
+        async with guarded_daemon.client() as newcomer:  # takes the idle connection's place
+            await newcomer.write_event(Describe().event())
+            assert Info.is_type((await _read(newcomer)).type)
+            assert await asyncio.wait_for(idle.read_event(), 10) is None
+            await newcomer.write_event(SynthesizeStart().event())  # busy too now
+            await asyncio.sleep(0.2)
+            async with guarded_daemon.client() as refused:  # nobody else is idle
+                assert Error.from_event(await _read(refused)).code == "busy"
+    await asyncio.sleep(max(0.0, IDLE_TIMEOUT + 0.5 - (time.monotonic() - opened)))
+    await streaming.write_event(SynthesizeChunk(text="Still here.").event())
+    await streaming.write_event(SynthesizeStop().event())
+    events = await _read_until(talking, "audio-stop")
+    assert len(_audio(events)) == 3 * SENTENCE_BYTES
+    events = await _read_until(streaming, "synthesize-stopped")
+    assert len(_audio(events)) == SENTENCE_BYTES
+    await talking.disconnect()
+    await streaming.disconnect()
+
+
+async def test_an_open_text_stream_has_a_longer_bound(guarded_daemon: Daemon) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded_daemon.port)
+    writer.write(json.dumps(SynthesizeStart().event().to_dict()).encode() + b"\n")
+    assert not await _eof_within(reader, IDLE_TIMEOUT + 1)
+    assert await _eof_within(reader, STREAM_IDLE_FACTOR * IDLE_TIMEOUT + 5)
+    writer.close()
+
+
 # ---- listeners ----
 
 
@@ -431,6 +590,7 @@ async def test_unix_socket(small_daemon: Daemon) -> None:
 
 
 async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemon) -> None:
+    """Both connections have a text stream open (busy): a third one is refused, not served in their place."""
     first, second = small_daemon.client(), small_daemon.client()
     await first.connect()
     await second.connect()
@@ -438,6 +598,9 @@ async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemo
     await second.write_event(Describe().event())
     assert Info.is_type((await _read(first)).type)
     assert Info.is_type((await _read(second)).type)
+    await first.write_event(SynthesizeStart().event())
+    await second.write_event(SynthesizeStart().event())
+    await asyncio.sleep(0.2)  # the server has read them
     async with small_daemon.client() as third:
         error = Error.from_event(await _read(third))
         assert error.code == "busy"
@@ -448,6 +611,56 @@ async def test_extra_connections_get_an_error_and_are_closed(small_daemon: Daemo
         await fourth.write_event(Describe().event())
         assert Info.is_type((await _read(fourth)).type)
     await second.disconnect()
+
+
+def _run_unix_daemon(model: Path, folder: Path, socket_path: Path) -> subprocess.CompletedProcess[str]:
+    """A daemon on unix://`socket_path` that must exit by itself (it refuses the path)."""
+    command = [str(Path(sys.executable).parent / "mlx-speechd"), "--model", str(model), "--no-warmup",
+               "--uri", f"unix://{socket_path}"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=folder)
+
+
+def test_unix_socket_path_that_is_a_file_is_refused(tiny_custom_voice: Path, tmp_path: Path) -> None:
+    path = tmp_path / "not-a-socket"
+    path.write_text("precious data")
+    result = _run_unix_daemon(tiny_custom_voice, tmp_path, path)
+    assert result.returncode == 1 and "not a socket" in result.stderr, result.stderr[-3000:]
+    assert path.read_text() == "precious data"
+
+
+def test_unix_socket_of_a_live_server_is_refused(
+    small_daemon: Daemon, tiny_custom_voice: Path, tmp_path: Path
+) -> None:
+    assert small_daemon.socket_path is not None
+    result = _run_unix_daemon(tiny_custom_voice, tmp_path, small_daemon.socket_path)
+    assert result.returncode == 1 and "already in use" in result.stderr, result.stderr[-3000:]
+
+    async def describe() -> None:
+        assert small_daemon.socket_path is not None
+        async with AsyncUnixClient(small_daemon.socket_path) as client:  # the running daemon still owns it
+            await client.write_event(Describe().event())
+            assert Info.is_type((await _read(client)).type)
+
+    asyncio.run(describe())
+
+
+def test_a_stale_unix_socket_is_replaced(tiny_custom_voice: Path, tmp_path: Path) -> None:
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # bound, then closed: the file stays, nobody listens
+        stale.bind(str(path))
+    daemon = _launch(tiny_custom_voice, tmp_path, "--no-warmup", socket_path=path)
+    try:
+        _wait_ready(daemon)
+
+        async def describe() -> None:
+            async with AsyncUnixClient(path) as client:
+                await client.write_event(Describe().event())
+                assert Info.is_type((await _read(client)).type)
+
+        asyncio.run(describe())
+    finally:
+        _stop(daemon)
+    assert not path.exists()
 
 
 async def test_zeroconf_failure_is_a_warning_and_the_daemon_serves_on(small_daemon: Daemon) -> None:

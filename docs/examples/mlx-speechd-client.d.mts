@@ -64,15 +64,28 @@ export const PROTOCOL: 1;
  * @property {NodeJS.ProcessEnv} [env]
  * @property {"inherit" | "ignore"} [stderr] the daemon's log (default: inherit)
  */
-/** An `error` line from the daemon, or the daemon going away. */
+/**
+ * A client whose daemon is ready (what `SpeechdClient.spawn` resolves with): `info` is set.
+ * @typedef {SpeechdClient & {info: DaemonInfo}} ReadyClient
+ */
+/**
+ * Why a request (or the client) failed: a code of the daemon's (docs/protocol.md), or one of the client's
+ * own: "daemon-exited", "spawn-failed", "protocol-error" (the daemon's stdout carried a line that is
+ * not a protocol message, e.g. it was started with --version or --help).
+ * @typedef {"invalid-json" | "invalid-request" | "unknown-type" | "line-too-long" | "duplicate-id"
+ *   | "unknown-request" | "output-failed" | "internal-error" | "unknown-voice" | "text-too-long"
+ *   | "model-unavailable" | "engine-failure" | "engine-closed" | "error"
+ *   | "daemon-exited" | "spawn-failed" | "protocol-error"} ErrorCode
+ */
+/** An `error` line from the daemon, or the daemon going away (or breaking the protocol). */
 export class SpeechdError extends Error {
     /**
-     * @param {string} code e.g. "unknown-voice", "text-too-long", "daemon-exited"
+     * @param {ErrorCode} code e.g. "unknown-voice", "text-too-long", "daemon-exited"
      * @param {string} message
      * @param {string | number | null} [id]
      */
-    constructor(code: string, message: string, id?: string | number | null);
-    code: string;
+    constructor(code: ErrorCode, message: string, id?: string | number | null);
+    code: ErrorCode;
     id: string | number | null;
 }
 /** One request's audio: `for await` its chunks; `done` resolves with its stats (or rejects). */
@@ -104,10 +117,11 @@ export class TextStream extends Speech {
 export class SpeechdClient {
     /**
      * Start `mlx-speechd --stdio` and wait until its model is loaded and warmed up.
+     * Rejects with a SpeechdError if the daemon fails to start, exits, or does not speak the protocol.
      * @param {SpawnOptions} [options]
-     * @returns {Promise<SpeechdClient>}
+     * @returns {Promise<ReadyClient>}
      */
-    static spawn({ command, args, env, stderr }?: SpawnOptions): Promise<SpeechdClient>;
+    static spawn({ command, args, env, stderr }?: SpawnOptions): Promise<ReadyClient>;
     /**
      * Use `SpeechdClient.spawn` unless you start the process yourself (with --stdio and piped stdin/stdout).
      * @param {import("node:child_process").ChildProcess} child
@@ -261,3 +275,15 @@ export type SpawnOptions = {
      */
     stderr?: "inherit" | "ignore" | undefined;
 };
+/**
+ * A client whose daemon is ready (what `SpeechdClient.spawn` resolves with): `info` is set.
+ */
+export type ReadyClient = SpeechdClient & {
+    info: DaemonInfo;
+};
+/**
+ * Why a request (or the client) failed: a code of the daemon's (docs/protocol.md), or one of the client's
+ * own: "daemon-exited", "spawn-failed", "protocol-error" (the daemon's stdout carried a line that is
+ * not a protocol message, e.g. it was started with --version or --help).
+ */
+export type ErrorCode = "invalid-json" | "invalid-request" | "unknown-type" | "line-too-long" | "duplicate-id" | "unknown-request" | "output-failed" | "internal-error" | "unknown-voice" | "text-too-long" | "model-unavailable" | "engine-failure" | "engine-closed" | "error" | "daemon-exited" | "spawn-failed" | "protocol-error";

@@ -89,10 +89,25 @@ export const PROTOCOL = 1;
  * @property {"inherit" | "ignore"} [stderr] the daemon's log (default: inherit)
  */
 
-/** An `error` line from the daemon, or the daemon going away. */
+/**
+ * A client whose daemon is ready (what `SpeechdClient.spawn` resolves with): `info` is set.
+ * @typedef {SpeechdClient & {info: DaemonInfo}} ReadyClient
+ */
+
+/**
+ * Why a request (or the client) failed: a code of the daemon's (docs/protocol.md), or one of the client's
+ * own: "daemon-exited", "spawn-failed", "protocol-error" (the daemon's stdout carried a line that is
+ * not a protocol message, e.g. it was started with --version or --help).
+ * @typedef {"invalid-json" | "invalid-request" | "unknown-type" | "line-too-long" | "duplicate-id"
+ *   | "unknown-request" | "output-failed" | "internal-error" | "unknown-voice" | "text-too-long"
+ *   | "model-unavailable" | "engine-failure" | "engine-closed" | "error"
+ *   | "daemon-exited" | "spawn-failed" | "protocol-error"} ErrorCode
+ */
+
+/** An `error` line from the daemon, or the daemon going away (or breaking the protocol). */
 export class SpeechdError extends Error {
   /**
-   * @param {string} code e.g. "unknown-voice", "text-too-long", "daemon-exited"
+   * @param {ErrorCode} code e.g. "unknown-voice", "text-too-long", "daemon-exited"
    * @param {string} message
    * @param {string | number | null} [id]
    */
@@ -231,14 +246,15 @@ export class SpeechdClient {
 
   /**
    * Start `mlx-speechd --stdio` and wait until its model is loaded and warmed up.
+   * Rejects with a SpeechdError if the daemon fails to start, exits, or does not speak the protocol.
    * @param {SpawnOptions} [options]
-   * @returns {Promise<SpeechdClient>}
+   * @returns {Promise<ReadyClient>}
    */
   static async spawn({ command = "mlx-speechd", args = [], env = process.env, stderr = "inherit" } = {}) {
     const child = spawn(command, [...args, "--stdio"], { stdio: ["pipe", "pipe", stderr], env });
     const client = new SpeechdClient(child);
     await client.#ready;
-    return client;
+    return /** @type {ReadyClient} */ (client);
   }
 
   /**
@@ -350,9 +366,30 @@ export class SpeechdClient {
     if (this.#gone === null) this.#stdin.write(`${JSON.stringify(request)}\n`);
   }
 
-  /** @param {string} line */
+  /**
+   * One line of the daemon's stdout. Never throws (it runs in an event handler): a line that is not
+   * a protocol message ends the client, failing everything pending, and stops the daemon.
+   * @param {string} line
+   */
   #receive(line) {
-    const message = JSON.parse(line);
+    try {
+      const message = JSON.parse(line);
+      if (typeof message !== "object" || message === null || typeof message.type !== "string") {
+        throw new TypeError("not a JSON object with a type");
+      }
+      this.#handle(message);
+    } catch (error) {
+      const shown = line.length > 200 ? `${line.slice(0, 200)}...` : line;
+      const failure = new SpeechdError("protocol-error", `the daemon sent ${JSON.stringify(shown)}: ${error}`);
+      const pending = this.#speeches.size + this.#calls.size;
+      this.#fail(failure);
+      if (pending === 0 && this.#gone === failure) this.#report(failure); // nobody else hears of it
+      this.#child.kill("SIGTERM");
+    }
+  }
+
+  /** @param {any} message */
+  #handle(message) {
     const id = message.id;
     switch (message.type) {
       case "ready":
@@ -383,7 +420,7 @@ export class SpeechdClient {
           this.#calls.get(call)?.reject(error);
           this.#calls.delete(call);
         } else {
-          this.onerror(error);
+          this.#report(error);
         }
         break;
       }
@@ -401,6 +438,14 @@ export class SpeechdClient {
   #settle(id, message) {
     this.#calls.get(id)?.resolve(message);
     this.#calls.delete(id);
+  }
+
+  /**
+   * Hand an error to `onerror` outside the stdout handler: what `onerror` throws is its own.
+   * @param {SpeechdError} error
+   */
+  #report(error) {
+    queueMicrotask(() => this.onerror(error));
   }
 
   /** @param {SpeechdError} error */

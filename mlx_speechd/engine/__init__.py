@@ -1,6 +1,7 @@
 """The synthesis engine: model loading, streaming generation, and the single MLX thread."""
 
 from ..errors import (
+    ClientTooSlowError,
     EngineClosedError,
     EngineFailure,
     InvalidRequestError,
@@ -35,6 +36,7 @@ __all__ = [
     "AudioChunk",
     "CachePolicy",
     "ChunkSchedule",
+    "ClientTooSlowError",
     "Engine",
     "EngineClosedError",
     "EngineConfig",

@@ -8,20 +8,26 @@ decoder's layers. Moving to a newer mlx-audio should mean changing this file onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from mlx_audio.lm.models.cache import BatchKVCache
+from mlx_audio.lm.sample_utils import apply_top_k, apply_top_p
 
-from ..errors import ModelLoadError
+from ..errors import InvalidRequestError, ModelLoadError
 from .types import ModelInfo, Variant
 
 _REF_ROLE_TOKENS = 3
 """`<|im_start|>assistant\\n` in front of a transcript (mlx-audio slices the prompt by position)."""
 _REF_END_TOKENS = 2
 """`<|im_end|>\\n` after a transcript."""
+_STREAMING_BUFFERS = ("_buffer", "_overflow")
+"""The attributes in which mlx-audio's codec decoder modules keep their streaming state."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,24 @@ class Prompt:
 
 
 @dataclass(frozen=True)
-class Sampling:
+class ClonePrompt:
+    """The per-voice, per-model part of a cloning prompt, computed once (`Qwen3Model.clone_prompt`)."""
+
+    speaker_embedding: mx.array | None
+    """[1, enc_dim] from the speaker encoder; None if the model has none."""
+    ref_codes: mx.array | None
+    """[1, code_groups, frames] codec codes of the reference; None for speaker-embedding-only cloning."""
+    ref_text_ids: mx.array | None
+    """[1, n] token ids of the transcript; None for speaker-embedding-only cloning."""
+
+    @property
+    def in_context(self) -> bool:
+        """In-context cloning (reference codes and transcript), not the speaker embedding alone."""
+        return self.ref_codes is not None and self.ref_text_ids is not None
+
+
+@dataclass(frozen=True)
+class Sampling:  # frozen, so hashable: compiled functions are kept per setting
     """Sampling options for one utterance."""
 
     temperature: float
@@ -81,6 +104,31 @@ class CodecDecoder:
         """Forget the convolution state of the previous utterance."""
         self._decoder.reset_streaming_state()
 
+    def streaming_state(self) -> dict[str, mx.array]:
+        """The convolutions' streaming tails by module path (MLX arrays are immutable: no copy needed).
+
+        Found the way mlx-audio's `reset_streaming_state` finds them: modules with `reset_state`,
+        their `_buffer` (causal convolutions) and `_overflow` (transposed convolutions).
+        """
+        state = {}
+        for path, module in self._streaming_modules():
+            for attr in _STREAMING_BUFFERS:
+                value = getattr(module, attr, None)
+                if value is not None:
+                    state[f"{path}.{attr}"] = value
+        return state
+
+    def restore_streaming_state(self, state: dict[str, mx.array]) -> None:
+        """Reset, then put back tails saved by `streaming_state`."""
+        self.reset()
+        for path, module in self._streaming_modules():
+            for attr in _STREAMING_BUFFERS:
+                if f"{path}.{attr}" in state:
+                    setattr(module, attr, state[f"{path}.{attr}"])
+
+    def _streaming_modules(self) -> list[tuple[str, Any]]:
+        return [(path, m) for path, m in self._decoder.named_modules() if hasattr(m, "reset_state")]
+
     def embed(self, codes: mx.array, *, streaming: bool) -> mx.array:
         """Codes [1, groups, n] to the transformer's input [1, n, width] (`streaming` keeps conv state)."""
         hidden = self._decoder.quantizer.decode(codes).transpose(0, 2, 1)
@@ -113,6 +161,36 @@ class CodecDecoder:
         return self._decoder(codes)[0, 0]
 
 
+CodePredictor = Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]
+"""(first codes [B, 1], talker hidden [B, 1, D]) -> (all codes [B, groups], codec embedding sum [B, 1, D])."""
+
+KeyedFrame = Callable[..., tuple[mx.array, mx.array, mx.array, mx.array, mx.array]]
+"""See `Qwen3Model.keyed_frame`."""
+
+
+def penalize(logits: mx.array, history: mx.array, penalty: mx.array | float) -> mx.array:
+    """mlx-audio's repetition penalty on `logits` [B, V] for the codes in each row's `history` [B, n]."""
+    seen = (history[:, :, None] == mx.arange(logits.shape[-1])[None, None, :]).any(axis=1)
+    if isinstance(penalty, mx.array):
+        penalty = penalty.astype(logits.dtype)
+    return mx.where(seen, mx.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def sample_rows(logits: mx.array, keys: list[mx.array], sampling: Sampling) -> mx.array:
+    """One code per row of `logits` [B, V], filtered as mlx-audio does, row b drawn with `keys[b]`: [B, 1]."""
+    if sampling.temperature <= 0:
+        return mx.argmax(logits, axis=-1, keepdims=True)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        logits = apply_top_k(logits, sampling.top_k)
+    if 0.0 < sampling.top_p < 1.0:
+        logprobs = apply_top_p(nn.log_softmax(logits, axis=-1), sampling.top_p)
+        logits = mx.where(logprobs == -mx.inf, -mx.inf, logits)
+    noise = mx.stack([mx.random.gumbel(logits.shape[1:], key=key) for key in keys])
+    return mx.argmax(logits + noise, axis=-1, keepdims=True)
+
+
 class Qwen3Model:
     """A loaded mlx-audio Qwen3-TTS model behind the few operations the engine needs."""
 
@@ -123,6 +201,10 @@ class Qwen3Model:
         self.eos_token = int(talker_config.codec_eos_token_id)
         self.suppress_tokens: list[int] = model._suppress_codec_tokens(self.eos_token)  # noqa: SLF001
         self.decoder = CodecDecoder(model.speech_tokenizer.decoder)
+        self._suppress = mx.zeros((talker_config.vocab_size,), mx.bool_)
+        self._suppress[mx.array(self.suppress_tokens)] = True
+        self._predictors: dict[tuple[float, int, float], CodePredictor] = {}
+        self._keyed: dict[Sampling, KeyedFrame] = {}
 
     @classmethod
     def load(cls, path: Path) -> Qwen3Model:
@@ -232,6 +314,114 @@ class Qwen3Model:
         embeds: mx.array = self.module._codec_embeds_for_tokens(code_tokens)  # noqa: SLF001
         return embeds
 
+    # ---- the faster loop and lockstep batches ----
+    def code_predictor(self, sampling: Sampling) -> CodePredictor:
+        """The code predictor's 15 passes, sampling and codec embedding sum as one compiled function.
+
+        Draws from (and advances) MLX's global random state exactly as `predict_codes` does,
+        so the codes are the same for the same seed. Compiled once per sampling setting.
+        """
+        key = (sampling.temperature, sampling.top_k, sampling.top_p)
+        if key not in self._predictors:
+
+            def predict(first: mx.array, hidden: mx.array) -> tuple[mx.array, mx.array]:
+                def sample(_: int, logits: mx.array) -> mx.array:
+                    token: mx.array = self.module._sample_token_batch(  # noqa: SLF001
+                        logits, temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p
+                    )
+                    return token
+
+                return self._predict(first, hidden, sample)
+
+            self._predictors[key] = mx.compile(predict, inputs=mx.random.state, outputs=mx.random.state)
+        return self._predictors[key]
+
+    def keyed_frame(self, sampling: Sampling) -> KeyedFrame:
+        """Everything after the talker pass for B rows, compiled (one trace per B); row b uses only its key.
+
+        `(logits [B, V], hidden [B, 1, D], keys [B, 2], history [B, n], slots [B], penalty [B, 1])` ->
+        `(first codes [B, 1], codes [B, groups], codec embedding sums [B, 1, D], next keys, next history)`:
+        special codes suppressed, the repetition penalty over `history`, the code predictor,
+        and the first code written into `history` at column `slots[b]`.
+        """
+        if sampling not in self._keyed:
+
+            def frame(
+                logits: mx.array,
+                hidden: mx.array,
+                keys: mx.array,
+                history: mx.array,
+                slots: mx.array,
+                penalty: mx.array,
+            ) -> tuple[mx.array, mx.array, mx.array, mx.array, mx.array]:
+                steps = self.module.talker.code_predictor.num_code_groups - 1
+                split = [mx.random.split(keys[b], steps + 2) for b in range(keys.shape[0])]
+                logits = mx.where(self._suppress, mx.array(-mx.inf, logits.dtype), logits)
+                first = sample_rows(penalize(logits, history, penalty), [k[1] for k in split], sampling)
+
+                def sample(group: int, step_logits: mx.array) -> mx.array:
+                    return sample_rows(step_logits[:, -1, :], [k[group + 1] for k in split], sampling)
+
+                codes, embeds = self._predict(first, hidden, sample)
+                written = mx.arange(history.shape[1])[None, :] == slots[:, None]
+                return (
+                    first,
+                    codes,
+                    embeds,
+                    mx.stack([k[0] for k in split]),
+                    mx.where(written, first, history),
+                )
+
+            self._keyed[sampling] = mx.compile(frame)
+        return self._keyed[sampling]
+
+    def _predict(
+        self, first: mx.array, hidden: mx.array, sample: Callable[[int, mx.array], mx.array]
+    ) -> tuple[mx.array, mx.array]:
+        """The code predictor for one frame; `sample(group, logits)` draws groups 1..15.
+
+        A fresh cache every call: its Python-int offsets are then the same in every trace.
+        """
+        talker = self.module.talker
+        predictor = talker.code_predictor
+        cache = predictor.make_cache()
+        embeds = talker.get_input_embeddings()(first)
+        code_input = mx.concatenate([hidden, embeds], axis=1)
+        codes = [first]
+        for index in range(predictor.num_code_groups - 1):
+            if index:
+                code_input = predictor.codec_embedding[index - 1](codes[-1])
+            logits, _, _ = predictor(code_input, cache=cache, generation_step=index)
+            codes.append(sample(index + 1, logits))
+        for index, code in enumerate(codes[1:]):
+            embeds = embeds + predictor.codec_embedding[index](code)
+        return mx.concatenate(codes, axis=1), embeds
+
+    def batch_cache(self, caches: Caches) -> list[Any]:
+        """One row's talker cache (after its prefill) as a batch cache that others can join."""
+        return [BatchKVCache.merge([layer]) for layer in caches.talker]
+
+    @staticmethod
+    def join_cache(batch: list[Any], other: list[Any]) -> None:
+        """Append `other`'s rows to `batch` (in place; shorter rows are left-padded)."""
+        for mine, theirs in zip(batch, other, strict=True):
+            mine.extend(theirs)
+
+    @staticmethod
+    def keep_rows(batch: list[Any], rows: mx.array) -> None:
+        """Keep only `rows` of the batch cache (in place); the others' memory is released."""
+        for layer in batch:
+            layer.filter(rows)
+
+    def batch_talker_step(self, embeds: mx.array, batch: list[Any]) -> tuple[mx.array, mx.array]:
+        """One talker pass for rows [B, 1, D] of different lengths, each at its own position."""
+        layer = batch[0]
+        positions = mx.broadcast_to(layer.offset[None, :, None], (3, embeds.shape[0], 1))
+        logits, hidden = self.module.talker(
+            embeds, position_ids=positions, mask=layer.make_mask(1), cache=batch
+        )
+        return logits, hidden
+
     # ---- reference audio ----
     def load_audio(self, path: str) -> mx.array:
         """Read an audio file as mono samples at the model's sample rate."""
@@ -240,17 +430,155 @@ class Qwen3Model:
         audio: mx.array = load_audio(path, sample_rate=self.module.sample_rate)
         return audio
 
-    def reference_codes(self, audio: np.ndarray) -> mx.array:
+    @property
+    def can_clone(self) -> bool:
+        """Whether the model clones voices: a Base model with a speaker encoder."""
+        return self.module.speaker_encoder is not None
+
+    def reference_codes(self, audio: mx.array) -> mx.array:
         """Encode mono reference samples to codec codes [1, groups, n] (needs the codec encoder)."""
-        codes: mx.array = self.module.speech_tokenizer.encode(mx.array(audio)[None, None, :])
+        codes: mx.array = self.module.speech_tokenizer.encode(audio[None, None, :])
         return codes
 
-    def speaker_embedding(self, audio: np.ndarray) -> mx.array:
+    def speaker_embedding(self, audio: mx.array) -> mx.array:
         """The speaker encoder's embedding [1, width] of mono reference samples (Base models)."""
-        embedding: mx.array = self.module.extract_speaker_embedding(mx.array(audio))
+        embedding: mx.array = self.module.extract_speaker_embedding(audio)
         return embedding
 
     def transcript_ids(self, text: str) -> mx.array:
         """Text token ids [1, n] of a reference transcript, as in-context cloning feeds them."""
         ids = self.module.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n")
         return mx.array(ids)[None, _REF_ROLE_TOKENS:-_REF_END_TOKENS]
+
+    def clone_prompt(self, audio: np.ndarray | mx.array, ref_text: str | None) -> ClonePrompt:
+        """Encode 24 kHz mono reference `audio` once: in-context with `ref_text`, else speaker embedding only.
+
+        Raises InvalidRequestError when the model lacks what that needs (a codec encoder, a speaker encoder).
+        """
+        ref_audio = mx.array(audio, dtype=mx.float32) if isinstance(audio, np.ndarray) else audio
+        embedding = self.speaker_embedding(ref_audio) if self.can_clone else None
+        if ref_text is None:
+            if embedding is None:
+                raise InvalidRequestError(
+                    "this model has no speaker encoder: it cannot clone from a speaker embedding"
+                )
+            mx.eval(embedding)
+            return ClonePrompt(embedding, None, None)
+        if not self.module.speech_tokenizer.has_encoder:
+            raise InvalidRequestError("this model's codec has no encoder: it cannot clone from a reference")
+        codes, ids = self.reference_codes(ref_audio), self.transcript_ids(ref_text)
+        mx.eval(codes, ids, *([] if embedding is None else [embedding]))
+        return ClonePrompt(embedding, codes, ids)
+
+    def prepare_clone(self, text: str, clone: ClonePrompt, *, language: str) -> Prompt:
+        """The prompt for speaking `text` with a precomputed `clone` prompt.
+
+        Bit-identical to `prepare(text, ref_audio=..., ref_text=...)` for the reference `clone` was
+        computed from (mlx-audio 0.6.2's `_prepare_icl_generation_inputs`, or `_prepare_generation_inputs`
+        with reference audio alone), without encoding the reference again.
+        """
+        if clone.ref_codes is not None and clone.ref_text_ids is not None:
+            embeds = _in_context_embeds(self.module, clone, text, language)
+            pad = _tts_special_embeds(self.module)[2]
+            return Prompt(embeds, pad, pad, clone.ref_codes)
+        embeds, trailing, pad = _speaker_only_inputs(self.module, clone.speaker_embedding, text, language)
+        return Prompt(embeds, trailing, pad, None)
+
+
+# ---- the cloning prompt layout, line for line as mlx-audio 0.6.2 builds it after its encoding steps ----
+
+
+def _in_context_embeds(model: Any, clone: ClonePrompt, text: str, language: str) -> mx.array:
+    """`_prepare_icl_generation_inputs`: role | codec prefix | ref+target text+eos | codec bos+ref codes."""
+    assert clone.ref_codes is not None and clone.ref_text_ids is not None
+    config = model.config.talker_config
+    talker = model.talker
+    target_ids = mx.array(
+        model.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")
+    )[None, :]
+    text_ids = target_ids[:, 3:-5]
+    bos_embed, eos_embed, pad_embed = _tts_special_embeds(model)
+
+    text_embed = talker.text_projection(
+        talker.get_text_embeddings()(mx.concatenate([clone.ref_text_ids, text_ids], axis=1))
+    )
+    text_embed = mx.concatenate([text_embed, eos_embed], axis=1)
+    ref_codes = clone.ref_codes
+    ref_codec_embed = talker.get_input_embeddings()(ref_codes[:, 0, :])
+    for i in range(config.num_code_groups - 1):
+        ref_codec_embed = ref_codec_embed + talker.code_predictor.codec_embedding[i](ref_codes[:, i + 1, :])
+    codec_bos_embed = talker.get_input_embeddings()(mx.array([[config.codec_bos_id]]))
+    codec_embed = mx.concatenate([codec_bos_embed, ref_codec_embed], axis=1)
+    codec_pad_embed = talker.get_input_embeddings()(mx.array([[config.codec_pad_id]]))
+    hidden = codec_pad_embed.shape[-1]
+    icl_embed = mx.concatenate(
+        [
+            text_embed + mx.broadcast_to(codec_pad_embed, (1, text_embed.shape[1], hidden)),
+            codec_embed + mx.broadcast_to(pad_embed, (1, codec_embed.shape[1], hidden)),
+        ],
+        axis=1,
+    )
+    codec_prefix, _ = _codec_prefix(model, language, clone.speaker_embedding)
+    role_embed = talker.text_projection(talker.get_text_embeddings()(target_ids[:, :3]))
+    return mx.concatenate(
+        [role_embed, _prefix_overlay(codec_prefix, bos_embed, pad_embed), icl_embed], axis=1
+    )
+
+
+def _speaker_only_inputs(
+    model: Any, speaker_embedding: mx.array | None, text: str, language: str
+) -> tuple[mx.array, mx.array, mx.array]:
+    """`_prepare_generation_inputs` for a reference alone (no speaker, no instruct)."""
+    talker = model.talker
+    input_ids = mx.array(
+        model.tokenizer.encode(f"<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n")
+    )[None, :]
+    text_embed = talker.text_projection(talker.get_text_embeddings()(input_ids))
+    bos_embed, eos_embed, pad_embed = _tts_special_embeds(model)
+    codec_prefix, codec_suffix = _codec_prefix(model, language, speaker_embedding)
+    input_embeds = mx.concatenate(
+        [text_embed[:, :3, :], _prefix_overlay(codec_prefix, bos_embed, pad_embed)], axis=1
+    )
+    full_text_embed = mx.concatenate([text_embed[:, 3:-5, :], eos_embed], axis=1)
+    input_embeds = mx.concatenate(
+        [input_embeds, full_text_embed + codec_suffix[:, :1, :], pad_embed + codec_suffix[:, 1:, :]], axis=1
+    )
+    return input_embeds, pad_embed, pad_embed
+
+
+def _tts_special_embeds(model: Any) -> tuple[mx.array, mx.array, mx.array]:
+    """The text-side bos, eos and pad embeddings."""
+    tokens = mx.array(
+        [[model.config.tts_bos_token_id, model.config.tts_eos_token_id, model.config.tts_pad_token_id]]
+    )
+    embeds = model.talker.text_projection(model.talker.get_text_embeddings()(tokens))
+    return embeds[:, 0:1, :], embeds[:, 1:2, :], embeds[:, 2:3, :]
+
+
+def _codec_prefix(model: Any, language: str, speaker_embedding: mx.array | None) -> tuple[mx.array, mx.array]:
+    """Codec-side prefix (think/nothink, language, speaker, pad, bos) and its pad+bos suffix alone."""
+    config = model.config.talker_config
+    embed = model.talker.get_input_embeddings()
+    language_id = None
+    if (
+        language.lower() != "auto"
+        and config.codec_language_id
+        and language.lower() in config.codec_language_id
+    ):
+        language_id = config.codec_language_id[language.lower()]
+    if language_id is None:
+        ids = [config.codec_nothink_id, config.codec_think_bos_id, config.codec_think_eos_id]
+    else:
+        ids = [config.codec_think_id, config.codec_think_bos_id, language_id, config.codec_think_eos_id]
+    prefix = embed(mx.array([ids]))
+    suffix = embed(mx.array([[config.codec_pad_id, config.codec_bos_id]]))
+    if speaker_embedding is None:
+        return mx.concatenate([prefix, suffix], axis=1), suffix
+    speaker = speaker_embedding.astype(prefix.dtype).reshape(1, 1, -1)
+    return mx.concatenate([prefix, speaker, suffix], axis=1), suffix
+
+
+def _prefix_overlay(codec_prefix: mx.array, bos_embed: mx.array, pad_embed: mx.array) -> mx.array:
+    """Text pads then text bos, over the codec prefix without its last (bos) position."""
+    pads = mx.broadcast_to(pad_embed, (1, codec_prefix.shape[1] - 2, pad_embed.shape[-1]))
+    return mx.concatenate([pads, bos_embed], axis=1) + codec_prefix[:, :-1, :]

@@ -10,6 +10,8 @@ sliding-window mask) up to float rounding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mlx.core as mx
 
 from .adapter import CodecDecoder
@@ -53,6 +55,18 @@ class _WindowCache:
         return keys, values
 
 
+@dataclass(frozen=True)
+class DecoderState:
+    """A `StreamingDecoder`'s state between chunks: window KV caches and convolution tails.
+
+    `arrays` is flat (`cache.<layer>.keys|values|offset`, `conv.<module path>`), so it can be
+    saved as safetensors; MLX arrays are immutable, so one state can be restored any number of times.
+    """
+
+    window: int | None
+    arrays: dict[str, mx.array]
+
+
 class StreamingDecoder:
     """Turns codec frames into audio chunk by chunk, keeping the state between chunks."""
 
@@ -76,6 +90,29 @@ class StreamingDecoder:
             for c in self._caches
             if c.keys is not None and c.values is not None
         )
+
+    def state(self) -> DecoderState:
+        """The state now (after priming it with a reference's last frames, say)."""
+        arrays = {f"conv.{key}": value for key, value in self._decoder.streaming_state().items()}
+        for i, cache in enumerate(self._caches):
+            if cache.keys is not None and cache.values is not None:
+                arrays[f"cache.{i}.keys"], arrays[f"cache.{i}.values"] = cache.keys, cache.values
+            arrays[f"cache.{i}.offset"] = mx.array(cache.offset)
+        return DecoderState(self.window, arrays)
+
+    def restore(self, state: DecoderState) -> None:
+        """Continue from a saved state: decoding the same frames then gives the same audio, bit for bit."""
+        if state.window != self.window:
+            raise ValueError(f"decoder state for window {state.window}, not {self.window}")
+        self.reset()
+        prefix = "conv."
+        self._decoder.restore_streaming_state(
+            {key[len(prefix) :]: value for key, value in state.arrays.items() if key.startswith(prefix)}
+        )
+        for i, cache in enumerate(self._caches):
+            cache.keys = state.arrays.get(f"cache.{i}.keys")
+            cache.values = state.arrays.get(f"cache.{i}.values")
+            cache.offset = int(state.arrays[f"cache.{i}.offset"])
 
     def step(self, codes: mx.array) -> mx.array:
         """Decode new frames `codes` [1, groups, n] into n * upsample samples (lazy)."""

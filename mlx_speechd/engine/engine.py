@@ -9,48 +9,83 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 
 from ..audio.pcm import float_to_pcm16, silence
 from ..cache import CacheKey
-from ..errors import EngineClosedError, EngineFailure, InvalidRequestError, SpeechdError, UnknownVoiceError
+from ..errors import (
+    ClientTooSlowError,
+    EngineClosedError,
+    EngineFailure,
+    InvalidRequestError,
+    SpeechdError,
+    UnknownVoiceError,
+)
+from ..fingerprint import model_fingerprint
+from ..voices.store import Voice, VoiceKind, VoiceLibrary
 from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
-from .generation import GenerationSettings, Utterance, generate_utterance
+from .fast_generation import generate_utterance_fast
+from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .reply import Reply
-from .sentence_cache import SentenceCache, replay_chunks
-from .types import EngineConfig, ModelInfo, ReferenceAudio, ReplyOptions, Variant, VoiceSettings
+from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
+from .types import (
+    EngineConfig,
+    ModelInfo,
+    ReferenceAudio,
+    ReplyOptions,
+    Variant,
+    VoiceEntry,
+    VoiceSettings,
+)
+
+if TYPE_CHECKING:
+    from ..cache import AudioCache
+    from ..voices.prompt import VoicePrompt
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_DESIGN = "A clear, warm, natural voice speaking at a relaxed pace."
 _REF_AUDIO_CACHE = 4
+_PROMPT_CACHE = 8
 
 
 class Engine:
-    """Loads the model and runs every synthesis on its own single thread.
+    """Loads the models and runs every synthesis on its own single thread.
 
     Replies take turns one sentence at a time, so a long reply cannot starve
-    a short one. `start()` blocks until the model is loaded and warmed up.
+    a short one. `start()` blocks until every model is loaded and warmed up.
+    Each voice belongs to one loaded model: preset speakers and style voices to a
+    CustomVoice model, clone voices and reference audio to a Base model, designed
+    voices to a VoiceDesign model; a request naming no voice goes to the default
+    (first) model.
+    A reply whose reader has `max_unsent_seconds` of audio unread is held
+    (no new sentence starts for it) until the reader takes some; one held longer than
+    `stall_timeout` is cancelled with `ClientTooSlowError`.
     """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._cond = threading.Condition()
         self._runnable: deque[Job] = deque()
+        self._held: set[Job] = set()
+        """Jobs with work whose readers are behind; woken when their queue drains."""
         self._jobs: set[Job] = set()
         self._closing = False
         self._next_id = 1
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
-        self._info: ModelInfo | None = None
+        self._infos: tuple[ModelInfo, ...] = ()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._thread_main, name="mlx-engine", daemon=True)
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
-        self._cache: SentenceCache | None = None
+        self._prompts: OrderedDict[tuple[object, ...], VoicePrompt] = OrderedDict()
+        self._library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+        self._audio_cache: AudioCache | None = None
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
@@ -59,8 +94,7 @@ class Engine:
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
-        assert self._info is not None
-        return self._info
+        return self.info
 
     async def astart(self) -> ModelInfo:
         return await asyncio.to_thread(self.start)
@@ -80,17 +114,57 @@ class Engine:
 
     @property
     def info(self) -> ModelInfo:
-        if self._info is None:
+        """The default model's description."""
+        return self.models[0]
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """Every loaded model, the default first."""
+        if not self._infos:
             raise EngineClosedError("the engine has not started")
-        return self._info
+        return self._infos
+
+    @property
+    def library(self) -> VoiceLibrary | None:
+        """The voice library the engine serves from, if any."""
+        return self._library
 
     @property
     def voices(self) -> tuple[str, ...]:
-        """Voice names clients may ask for."""
-        info = self.info
-        if info.variant is Variant.CUSTOM_VOICE:
-            return info.speakers
-        return (self._own_voice_name(),)
+        """Voice names clients may ask for (library voices as the library is now)."""
+        return tuple(entry.name for entry in self.voice_entries())
+
+    def voice_entries(self) -> tuple[VoiceEntry, ...]:
+        """Every voice clients may ask for, with its model: presets, then the library's voices.
+
+        A library voice whose name is a preset speaker's is shadowed (presets win); one that no
+        loaded model can speak is left out.
+        """
+        entries: list[VoiceEntry] = []
+        for info in self.models:
+            if info.variant is Variant.CUSTOM_VOICE:
+                entries.extend(
+                    VoiceEntry(s, info.name, s.replace("_", " ").title(), info.languages, "preset")
+                    for s in info.speakers
+                    if s not in {e.name for e in entries}
+                )
+        if self.info.variant is not Variant.CUSTOM_VOICE:
+            entries.append(self._own_voice_entry())
+        taken = {entry.name for entry in entries}
+        for voice in self._library.list() if self._library is not None else []:
+            speaker = self._model_for(voice)
+            if voice.name not in taken and speaker is not None:
+                languages = voice.languages or speaker.languages
+                entries.append(
+                    VoiceEntry(voice.name, speaker.name, _describe(voice), languages, voice.kind.value)
+                )
+        return tuple(entries)
+
+    def _own_voice_entry(self) -> VoiceEntry:
+        info, name = self.info, self._own_voice_name()
+        if info.variant is Variant.VOICE_DESIGN:
+            return VoiceEntry(name, info.name, "Designed voice (--instruct)", info.languages, "model")
+        return VoiceEntry(name, info.name, f"Cloned voice ({name})", info.languages, "model")
 
     def _own_voice_name(self) -> str:
         ref = self.config.voice.ref_audio
@@ -98,31 +172,47 @@ class Engine:
             return ref.name if isinstance(ref, ReferenceAudio) else Path(ref).stem
         return "designed" if self.info.variant is Variant.VOICE_DESIGN else "default"
 
+    def _model_for(self, voice: Voice) -> ModelInfo | None:
+        """The first loaded model that can speak a library voice."""
+        for info in self.models:
+            if info.variant is not voice.kind.variant:
+                continue
+            if voice.kind is VoiceKind.STYLE and voice.settings.speaker not in info.speakers:
+                continue
+            if voice.kind is VoiceKind.CLONE and not (info.has_codec_encoder or voice.settings.x_vector_only):
+                continue
+            return info
+        return None
+
     @property
     def default_voice(self) -> str:
         """The voice used when a request names none."""
+        voices = self.voices
         speaker = (self.config.voice.speaker or "").lower()
-        if speaker in self.voices:
+        if speaker in voices:
             return speaker
-        return "ryan" if "ryan" in self.voices else self.voices[0]
+        if self.info.variant is not Variant.CUSTOM_VOICE:
+            return self._own_voice_name()
+        return "ryan" if "ryan" in self.info.speakers else self.info.speakers[0]
 
     # ---- replies ----
     def reply(self, options: ReplyOptions | None = None) -> Reply:
         """Start a reply (iterate it with `for` or `async for`); checks its voice now (SpeechdError)."""
         options = options or ReplyOptions()
+        voice = self.resolve_voice(options.voice)
         options = ReplyOptions(
-            voice=self.resolve_voice(options.voice),
-            seed=options.seed,
+            voice=voice,
+            seed=options.seed if options.seed is not None else voice.seed,
             sentence_pause=max(0.0, options.sentence_pause),
             lead_in=max(0.0, options.lead_in),
         )
         with self._cond:
             if self._closing:
                 raise EngineClosedError("the engine is shutting down")
-            job = Job(self._next_id, options, self._wake)
+            job = Job(self._next_id, options, self._wake, self.config.max_unsent_seconds)
             self._next_id += 1
             self._jobs.add(job)
-        return Reply(job, self.config.max_text_chars)
+        return Reply(job, self.config.max_text_chars, self.config.max_sentence_chars)
 
     def _wake(self, job: Job) -> None:
         with self._cond:
@@ -131,32 +221,105 @@ class Engine:
             self._cond.notify_all()
 
     def resolve_voice(self, requested: VoiceSettings) -> VoiceSettings:
-        """Merge `requested` over the defaults and check it against the model."""
+        """The voice and model for a request, merged over the defaults and checked.
+
+        In order: explicit reference audio (a Base model), a preset speaker of a loaded CustomVoice
+        model, the default model's own voice, a library voice (read from the library now). Raises
+        UnknownVoiceError or InvalidRequestError.
+        """
+        if requested.ref_audio:
+            return self._resolve_reference(requested.over(self.config.voice), self._base_model())
+        name = (requested.speaker or self.config.voice.speaker or "").strip().lower() or None
+        if name is None or (name == self._own_voice_name() and self.info.variant is not Variant.CUSTOM_VOICE):
+            return self._resolve_default(requested.over(self.config.voice))
+        for info in self.models:
+            if info.variant is Variant.CUSTOM_VOICE and name in info.speakers:
+                return self._resolve_preset(info, name, requested.over(self.config.voice))
+        return self._resolve_library(self._library_voice(requested.speaker or name), requested)
+
+    def _resolve_default(self, voice: VoiceSettings) -> VoiceSettings:
+        """The default model's voice for a request that names none."""
         info = self.info
-        voice = requested.over(self.config.voice)
-        language = normalize_language(voice.language or "auto", info.languages)
-        speaker = (voice.speaker or "").strip().lower() or None
-        if speaker is not None and speaker not in self.voices:
-            raise UnknownVoiceError(
-                f"Unknown voice '{voice.speaker}'. This model's voices: {', '.join(self.voices)}"
-            )
-        instruct = voice.instruct or None
         if info.variant is Variant.CUSTOM_VOICE:
-            speaker = speaker or self.default_voice
-            if instruct and info.size == "0b6":
-                _LOGGER.warning("0.6B CustomVoice models ignore instruct; dropping it")
-                instruct = None
-            return VoiceSettings(speaker=speaker, language=language, instruct=instruct)
+            speaker = (voice.speaker or "").lower()
+            if speaker not in info.speakers:
+                speaker = "ryan" if "ryan" in info.speakers else info.speakers[0]
+            return self._resolve_preset(info, speaker, voice)
+        language = normalize_language(voice.language or "auto", info.languages)
         if info.variant is Variant.VOICE_DESIGN:
-            return VoiceSettings(language=language, instruct=instruct or DEFAULT_DESIGN)
+            return VoiceSettings(
+                language=language, instruct=voice.instruct or DEFAULT_DESIGN, model=info.name
+            )
         if not voice.ref_audio:
             raise InvalidRequestError(
                 "This is a Base (voice cloning) model: give reference audio (--ref-audio) and "
-                "its transcript (--ref-text)"
+                "its transcript (--ref-text), or name a clone voice of the voice library"
             )
+        return self._resolve_reference(voice, info)
+
+    def _resolve_preset(self, info: ModelInfo, speaker: str, voice: VoiceSettings) -> VoiceSettings:
+        language = normalize_language(voice.language or "auto", info.languages)
+        instruct = voice.instruct or None
+        if instruct and info.size == "0b6":
+            _LOGGER.warning("0.6B CustomVoice models ignore instruct; dropping it")
+            instruct = None
+        return VoiceSettings(speaker=speaker, language=language, instruct=instruct, model=info.name)
+
+    def _resolve_reference(self, voice: VoiceSettings, info: ModelInfo) -> VoiceSettings:
         if isinstance(voice.ref_audio, str) and not Path(voice.ref_audio).expanduser().is_file():
             raise InvalidRequestError(f"Reference audio '{voice.ref_audio}' does not exist")
-        return VoiceSettings(language=language, ref_audio=voice.ref_audio, ref_text=voice.ref_text or None)
+        language = normalize_language(voice.language or "auto", info.languages)
+        return VoiceSettings(
+            language=language, ref_audio=voice.ref_audio, ref_text=voice.ref_text or None, model=info.name
+        )
+
+    def _base_model(self) -> ModelInfo:
+        for info in self.models:
+            if info.variant is Variant.BASE:
+                return info
+        raise InvalidRequestError(
+            "Reference audio needs a Base (voice cloning) model; loaded: "
+            + ", ".join(f"{info.name} ({info.variant})" for info in self.models)
+        )
+
+    def _library_voice(self, name: str) -> Voice:
+        """The library voice `name`; UnknownVoiceError (listing the voices) for anything else."""
+        try:
+            if self._library is not None:
+                return self._library.get(name)
+        except (InvalidRequestError, UnknownVoiceError):
+            pass
+        raise UnknownVoiceError(f"Unknown voice '{name}'. Voices: {', '.join(self.voices)}")
+
+    def _resolve_library(self, voice: Voice, requested: VoiceSettings) -> VoiceSettings:
+        info = self._model_for(voice)
+        if info is None:
+            needs = {
+                VoiceKind.CLONE: "a Base model (with a codec encoder)",
+                VoiceKind.STYLE: f"a CustomVoice model with speaker '{voice.settings.speaker}'",
+                VoiceKind.DESIGNED: "a VoiceDesign model (or `mlx-speechd voice adopt` it for a Base model)",
+            }[voice.kind]
+            raise UnknownVoiceError(
+                f"Voice '{voice.name}' is a {voice.kind} voice: it needs {needs}, and none is loaded "
+                f"(loaded: {', '.join(f'{i.name} ({i.variant})' for i in self.models)})"
+            )
+        language = requested.language or voice.settings.language or self.config.voice.language or "auto"
+        if voice.kind is VoiceKind.STYLE:
+            assert voice.settings.speaker is not None  # checked when the voice was added
+            instruct = requested.instruct if requested.instruct is not None else voice.settings.instruct
+            styled = VoiceSettings(language=language, instruct=instruct)
+            return self._resolve_preset(info, voice.settings.speaker, styled)
+        language = normalize_language(language, info.languages)
+        if voice.kind is VoiceKind.DESIGNED:
+            return VoiceSettings(
+                language=language,
+                instruct=voice.settings.description,
+                model=info.name,
+                seed=voice.settings.seed,
+            )
+        return VoiceSettings(
+            language=language, ref_text=voice.settings.ref_text, library=voice.name, model=info.name
+        )
 
     # ---- engine thread ----
     def _thread_main(self) -> None:
@@ -171,55 +334,87 @@ class Engine:
 
     def _run(self) -> None:
         try:
-            runtime = self._load()
+            runtimes = self._load()
         except BaseException as err:  # reported to start()'s caller
             self._startup_error = err
             self._ready.set()
             return
         self._ready.set()
         while (job := self._take()) is not None:
-            self._serve_one(runtime, job)
+            self._serve_one(runtimes[job.options.voice.model or self.info.name], job)
         self._ref_audio.clear()
-        if self._cache is not None:
-            self._cache.close()
+        self._prompts.clear()
+        if self._audio_cache is not None:
+            self._audio_cache.close()
 
-    def _load(self) -> _Runtime:
-        model, self._info = load_model(self.config.model)
-        window = self.config.decoder_window or self._info.decoder_window
-        runtime = _Runtime(
-            model,
-            StreamingDecoder(model.decoder, window),
-            GenerationSettings(
-                self.config.schedule,
-                self.config.guards,
-                self.config.cache_policy,
-                self.config.cache_limit_mb * 1024 * 1024,
-            ),
-        )
-        _LOGGER.info(
-            "Loaded %s (%s, %s), voices: %s",
-            self.config.model,
-            self._info.variant,
-            self._info.size,
-            ", ".join(self.voices),
-        )
+    def _load(self) -> dict[str, _Runtime]:
+        runtimes: dict[str, _Runtime] = {}
+        self._audio_cache = open_audio_cache(self.config.audio_cache)
+        for name in self.config.models:
+            started, before = time.perf_counter(), mx.get_active_memory()
+            model, info = load_model(name)
+            window = self.config.decoder_window or info.decoder_window
+            fingerprint = model_fingerprint(info.path)
+            runtimes[info.name] = _Runtime(
+                info,
+                model,
+                StreamingDecoder(model.decoder, window),
+                GenerationSettings(
+                    self.config.schedule,
+                    self.config.guards,
+                    self.config.cache_policy,
+                    self.config.cache_limit_mb * 1024 * 1024,
+                ),
+                fingerprint,
+                SentenceCache(self._audio_cache, fingerprint, window, model.sampling)
+                if self._audio_cache is not None
+                else None,
+            )
+            _LOGGER.info(
+                "Loaded %s (%s, %s) in %.1fs, %.0f MB",
+                name,
+                info.variant,
+                info.size,
+                time.perf_counter() - started,
+                (mx.get_active_memory() - before) / 1e6,
+            )
+        self._infos = tuple(runtime.info for runtime in runtimes.values())
+        _LOGGER.info("Voices: %s", ", ".join(self.voices))
         self._check_default_voice()
-        self._cache = SentenceCache.open(
-            self.config.audio_cache, self._info.path, window, lambda cloning: model.sampling(cloning=cloning)
-        )
         if self.config.warmup:
-            self._warm_up(runtime)
-        return runtime
+            for runtime in runtimes.values():
+                self._warm_up(runtime)
+        return runtimes
 
     def _take(self) -> Job | None:
-        """Wait for the next job with work (or one that can end); None when closing."""
-        with self._cond:
-            while True:
+        """Wait for the next job with work (or one that can end) whose reader keeps up; None when closing."""
+        while True:
+            with self._cond:
                 if self._closing:
                     return None
-                if self._runnable:
-                    return self._runnable.popleft()
-                self._cond.wait()
+                stalled = [job for job in self._held if job.output.stalled_for() > self.config.stall_timeout]
+                self._held.difference_update(stalled)
+                if not stalled:
+                    while self._runnable:
+                        job = self._runnable.popleft()
+                        if not job.output.backlogged or job.cancelled:
+                            self._held.discard(job)
+                            return job
+                        self._held.add(job)  # back in the queue when its reader drains (ChunkQueue.on_drain)
+                    self._cond.wait(self.config.stall_timeout / 4 if self._held else None)
+            for job in stalled:
+                self._stall(job)
+
+    def _stall(self, job: Job) -> None:
+        """Cancel a reply whose reader took nothing for too long."""
+        _LOGGER.warning(
+            "Reply %d: the client read no audio for %.0fs with %.1fs unsent; cancelling it",
+            job.id,
+            job.output.stalled_for(),
+            job.output.unsent_seconds,
+        )
+        job.cancel()
+        self._end(job, ClientTooSlowError(f"the client read no audio for {self.config.stall_timeout:g}s"))
 
     def _serve_one(self, runtime: _Runtime, job: Job) -> None:
         item = job.next_sentence()
@@ -241,28 +436,33 @@ class Engine:
     def _end(self, job: Job, error: SpeechdError | None = None) -> None:
         with self._cond:
             self._jobs.discard(job)
+            self._held.discard(job)
         if job.end(error) and job.stats is not None:
             _LOGGER.info("Reply %d: %s", job.id, job.stats.summary())
 
     def _speak(self, runtime: _Runtime, job: Job, index: int, text: str) -> None:
+        """Speak one sentence of `job` with `runtime`'s model (the one its voice belongs to)."""
         options = job.options
         if index == 0 and options.lead_in:
             job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
             job.emit(silence(options.sentence_pause), index, 0, 0.0)
-        key = self._cache.key(options, index, text) if self._cache is not None else None
-        if key is not None and self._replay(runtime, job, index, key):
-            return
+        cache, library = runtime.cache, options.voice.library
+        key = None
+        if cache is not None:  # a library voice's definition is part of the key
+            key = cache.key(options, index, text, self._library_voice(library) if library else None)
+            if self._replay(cache, runtime, job, index, key):
+                return
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()
-        utterance = self._utterance(runtime.model, options.voice, text)
+        utterance = self._utterance(runtime, options.voice, text)
         reason = "cancelled"
         pieces: list[bytes] = []
         frames = 0
-        for chunk in generate_utterance(
+        for chunk in generate_utterance_fast(
             runtime.model,
-            self.info,
+            runtime.info,
             runtime.decoder,
             utterance,
             runtime.settings,
@@ -275,14 +475,13 @@ class Engine:
             frames += chunk.frames
             reason = chunk.finish_reason or reason
         job.sentence_done(reason)
-        if key is not None and self._cache is not None:
-            self._cache.save(key, b"".join(pieces), frames, reason)
+        if cache is not None and key is not None:
+            cache.save(key, b"".join(pieces), frames, reason)
 
-    def _replay(self, runtime: _Runtime, job: Job, index: int, key: CacheKey) -> bool:
+    def _replay(self, cache: SentenceCache, runtime: _Runtime, job: Job, index: int, key: CacheKey) -> bool:
         """Stream a cached sentence in the chunk sizes of a fresh one; False on a miss."""
-        assert self._cache is not None
         started = time.perf_counter()
-        cached = self._cache.lookup(key)
+        cached = cache.lookup(key)
         if cached is None:
             return False
         for pcm, frames in replay_chunks(cached, runtime.settings.schedule):
@@ -296,15 +495,44 @@ class Engine:
         job.sentence_done(cached.finish_reason, cached=True)
         return True
 
-    def _utterance(self, model: Qwen3Model, voice: VoiceSettings, text: str) -> Utterance:
+    def _utterance(self, runtime: _Runtime, voice: VoiceSettings, text: str) -> Utterance:
+        language = voice.language or "auto"
+        if voice.library is not None:
+            prompt = self._library_prompt(runtime, voice.library)
+            return Utterance(text, None, language, None, None, None, prompt.clone, prompt.decoder)
         return Utterance(
             text=text,
             speaker=voice.speaker,
-            language=voice.language or "auto",
+            language=language,
             instruct=voice.instruct,
-            ref_audio=self._load_ref_audio(model, voice.ref_audio) if voice.ref_audio else None,
+            ref_audio=self._load_ref_audio(runtime.model, voice.ref_audio) if voice.ref_audio else None,
             ref_text=voice.ref_text,
         )
+
+    def _library_prompt(self, runtime: _Runtime, name: str) -> VoicePrompt:
+        """A clone voice's saved prompt for `runtime`'s model: kept in memory, read from its folder,
+        or computed (and saved there) the first time."""
+        from ..voices.prompt import voice_prompt  # imports the engine's modules: not at import time
+
+        if self._library is None:
+            raise UnknownVoiceError(f"Unknown voice '{name}': no voice library")
+        voice = self._library.get(name)  # removed or replaced since the request: seen here
+        try:
+            ref = voice.ref_audio_path.stat()
+        except OSError as err:
+            raise UnknownVoiceError(f"voice '{name}' is unreadable: {err}") from err
+        key: tuple[object, ...] = (runtime.info.name, voice.name, voice.created, ref.st_ino, ref.st_mtime_ns)
+        key += (ref.st_size, voice.settings.ref_text, voice.settings.x_vector_only)
+        if key in self._prompts:
+            self._prompts.move_to_end(key)
+            return self._prompts[key]
+        started = time.perf_counter()
+        prompt = voice_prompt(runtime.model, runtime.decoder, voice, runtime.fingerprint)
+        _LOGGER.info("Prompt of voice '%s' ready in %.3fs", name, time.perf_counter() - started)
+        self._prompts[key] = prompt
+        if len(self._prompts) > _PROMPT_CACHE:
+            self._prompts.popitem(last=False)
+        return prompt
 
     def _load_ref_audio(self, model: Qwen3Model, ref: str | ReferenceAudio) -> mx.array:
         if isinstance(ref, ReferenceAudio):
@@ -333,32 +561,57 @@ class Engine:
     def _warm_up(self, runtime: _Runtime) -> None:
         """Compile kernels for the first-chunk and steady chunk shapes before serving."""
         started = time.perf_counter()
-        try:
-            voice = self.resolve_voice(VoiceSettings())
-        except InvalidRequestError:  # a Base model without reference audio: warm up unconditioned
-            voice = VoiceSettings(language="auto")
         frames = runtime.settings.schedule.size(0) + runtime.settings.schedule.size(1)
-        for _ in generate_utterance(
+        for _ in generate_utterance_fast(
             runtime.model,
-            self.info,
+            runtime.info,
             runtime.decoder,
-            self._utterance(runtime.model, voice, "Hello."),
+            self._utterance(runtime, self._warm_up_voice(runtime.info), "Hello."),
             runtime.settings,
             lambda: False,
             max_frames=frames,
         ):
             pass
         mx.clear_cache()
-        _LOGGER.info("Warmed up in %.2fs", time.perf_counter() - started)
+        _LOGGER.info("Warmed up %s in %.2fs", runtime.info.name, time.perf_counter() - started)
+
+    def _warm_up_voice(self, info: ModelInfo) -> VoiceSettings:
+        if info is self.info:
+            try:
+                return self._resolve_default(self.config.voice)
+            except InvalidRequestError:  # a Base model without reference audio: warm up unconditioned
+                return VoiceSettings(language="auto")
+        if info.variant is Variant.CUSTOM_VOICE:
+            return VoiceSettings(speaker=info.speakers[0], language="auto")
+        if info.variant is Variant.VOICE_DESIGN:
+            return VoiceSettings(language="auto", instruct=DEFAULT_DESIGN)
+        return VoiceSettings(language="auto")
 
 
 @dataclass(frozen=True)
 class _Runtime:
-    """What the engine thread holds while serving: the model, its decoder, generation settings."""
+    """What the engine thread holds per model while serving."""
 
+    info: ModelInfo
     model: Qwen3Model
     decoder: StreamingDecoder
     settings: GenerationSettings
+    fingerprint: str
+    """`model_fingerprint` of its folder: which saved voice prompts fit it."""
+    cache: SentenceCache | None
+    """Its keys into the shared audio cache; None when the cache is off."""
+
+
+def _describe(voice: Voice) -> str:
+    """A library voice in a few words, for clients' voice lists."""
+    settings = voice.settings
+    if voice.kind is VoiceKind.STYLE:
+        return ", ".join(filter(None, (settings.speaker, settings.instruct)))
+    if voice.kind is VoiceKind.DESIGNED:
+        return f"designed: {settings.description}"
+    if voice.source and voice.source.startswith("adopted"):
+        return f"cloned, {voice.source}"
+    return f"cloned from {Path(voice.source).name}" if voice.source else "cloned voice"
 
 
 def normalize_language(language: str, supported: tuple[str, ...]) -> str:

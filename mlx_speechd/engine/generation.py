@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from .adapter import Qwen3Model
-from .decoder import StreamingDecoder
+from .adapter import ClonePrompt, Prompt, Qwen3Model
+from .decoder import DecoderState, StreamingDecoder
 from .guards import RunawayGuard, frame_cap
 from .types import CachePolicy, ChunkSchedule, GuardSettings, ModelInfo
 
@@ -32,6 +32,17 @@ class Utterance:
     instruct: str | None
     ref_audio: mx.array | None
     ref_text: str | None
+    clone: ClonePrompt | None = None
+    """A precomputed cloning prompt (a library voice), used instead of `ref_audio`/`ref_text`."""
+    primed: DecoderState | None = None
+    """The decoder state after priming with `clone`'s reference, restored instead of priming again."""
+
+    @property
+    def in_context_clone(self) -> bool:
+        """Cloning from reference codes and transcript (not a speaker embedding alone)."""
+        if self.clone is not None:
+            return self.clone.in_context
+        return self.ref_audio is not None and bool(self.ref_text)
 
 
 @dataclass(frozen=True)
@@ -56,13 +67,12 @@ FrameObserver = Callable[[mx.array], None]
 """Called with each chunk's codes [1, groups, n] (lazy) just before they are decoded."""
 
 
-class _Frames:
-    """The talker and code predictor of one utterance, one codec frame per `next()`."""
-
-    def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
-        self._model = model
-        self._sampling = model.sampling(cloning=utt.ref_audio is not None and bool(utt.ref_text))
-        prompt = model.prepare(
+def start_utterance(model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> Prompt:
+    """Build `utt`'s prompt and reset (and for a clone, prime or restore) the decoder."""
+    prompt = (
+        model.prepare_clone(utt.text, utt.clone, language=utt.language)
+        if utt.clone is not None
+        else model.prepare(
             utt.text,
             language=utt.language,
             speaker=utt.speaker,
@@ -70,10 +80,23 @@ class _Frames:
             ref_audio=utt.ref_audio,
             ref_text=utt.ref_text,
         )
-        decoder.reset()
-        if prompt.ref_codes is not None and decoder.window:
-            # Prime the decoder with the end of the reference so the clone continues it seamlessly.
-            mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+    )
+    decoder.reset()
+    if utt.primed is not None:
+        decoder.restore(utt.primed)
+    elif prompt.ref_codes is not None and decoder.window:
+        # Prime the decoder with the end of the reference so the clone continues it seamlessly.
+        mx.eval(decoder.step(prompt.ref_codes[:, :, -decoder.window :]))
+    return prompt
+
+
+class _Frames:
+    """The talker and code predictor of one utterance, one codec frame per `next()`."""
+
+    def __init__(self, model: Qwen3Model, decoder: StreamingDecoder, utt: Utterance) -> None:
+        self._model = model
+        self._sampling = model.sampling(cloning=utt.in_context_clone)
+        prompt = start_utterance(model, decoder, utt)
         self._embeds = prompt.embeds
         self._trailing = prompt.trailing
         self._pad = prompt.pad

@@ -23,18 +23,27 @@ class ChunkQueue:
 
     An async consumer registers its event loop on its first `aget`; every `put` then wakes
     it through `loop.call_soon_threadsafe`, so the engine thread never blocks on the loop.
+    The queue counts its unsent audio: at `limit_samples` or more it is `backlogged`, and
+    `on_drain` runs (on the consumer's thread) when a take brings it back under the limit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit_samples: int | None = None, on_drain: Callable[[], None] | None = None) -> None:
         self._cond = threading.Condition()
         self._items: deque[AudioChunk] = deque()
         self._closed = False
         self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._limit = limit_samples
+        self._on_drain = on_drain
+        self._unsent = 0
+        self._last_take = time.monotonic()
 
     def put(self, chunk: AudioChunk) -> bool:
         """Queue a chunk; False when the async consumer's event loop is gone."""
         with self._cond:
+            if self._unsent < (self._limit or 0) <= self._unsent + _samples(chunk):
+                self._last_take = time.monotonic()  # the stall clock starts when the backlog does
             self._items.append(chunk)
+            self._unsent += _samples(chunk)
             self._cond.notify_all()
             waker = self._waker
         return _wake(waker)
@@ -47,27 +56,60 @@ class ChunkQueue:
             waker = self._waker
         _wake(waker)
 
+    @property
+    def unsent_seconds(self) -> float:
+        """Seconds of audio queued and not yet taken by the consumer."""
+        return self._unsent / SAMPLE_RATE
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the unsent audio is at or over the limit."""
+        return self._limit is not None and self._unsent >= self._limit
+
+    def stalled_for(self) -> float:
+        """Seconds since the consumer last took a chunk (or since the backlog began)."""
+        return time.monotonic() - self._last_take
+
     def get(self) -> AudioChunk | None:
         """The next chunk, waiting for it; None at the end."""
         with self._cond:
             while not self._items and not self._closed:
                 self._cond.wait()
-            return self._items.popleft() if self._items else None
+            chunk, drained = self._pop()
+        if drained and self._on_drain is not None:
+            self._on_drain()
+        return chunk
 
     async def aget(self) -> AudioChunk | None:
         """The next chunk without blocking the event loop; None at the end."""
         loop = asyncio.get_running_loop()
         while True:
             with self._cond:
-                if self._items:
-                    return self._items.popleft()
-                if self._closed:
-                    return None
+                if self._items or self._closed:
+                    chunk, drained = self._pop()
+                    break
                 if self._waker is None or self._waker[0] is not loop:
                     self._waker = (loop, asyncio.Event())
                 event = self._waker[1]
                 event.clear()
             await event.wait()
+        if drained and self._on_drain is not None:
+            self._on_drain()
+        return chunk
+
+    def _pop(self) -> tuple[AudioChunk | None, bool]:
+        """Take the first chunk, None at the end (the condition held); and whether that ended a backlog."""
+        if not self._items:
+            return None, False
+        was_backlogged = self.backlogged
+        chunk = self._items.popleft()
+        self._unsent -= _samples(chunk)
+        self._last_take = time.monotonic()
+        return chunk, was_backlogged and not self.backlogged
+
+
+def _samples(chunk: AudioChunk) -> int:
+    return len(chunk.pcm) // 2
 
 
 def _wake(waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None) -> bool:
@@ -111,10 +153,17 @@ class _Tally:
 class Job:
     """One reply as the engine sees it. Input and cancel come from any thread; the rest from the engine's."""
 
-    def __init__(self, jid: int, options: ReplyOptions, wake: Callable[[Job], None]) -> None:
+    def __init__(
+        self,
+        jid: int,
+        options: ReplyOptions,
+        wake: Callable[[Job], None],
+        max_unsent_seconds: float | None = None,
+    ) -> None:
         self.id = jid
         self.options = options
-        self.output = ChunkQueue()
+        limit = None if max_unsent_seconds is None else max(1, round(max_unsent_seconds * SAMPLE_RATE))
+        self.output = ChunkQueue(limit, lambda: wake(self))
         self.stats: SynthesisStats | None = None
         """Set when the job ends (before its output closes)."""
         self.error: SpeechdError | None = None

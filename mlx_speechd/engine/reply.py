@@ -6,7 +6,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 from ..errors import SpeechdError, TextTooLongError
-from ..text.sentences import SentenceStream, split_sentences
+from ..text.sentences import MAX_SENTENCE_CHARS, SentenceStream, split_sentences
 from .job import Job
 from .types import AudioChunk, ReplyOptions, SynthesisStats
 
@@ -20,11 +20,12 @@ class Reply:
     the loop early (`break`, an exception) cancels the rest of the reply.
     """
 
-    def __init__(self, job: Job, max_chars: int) -> None:
+    def __init__(self, job: Job, max_chars: int, max_sentence_chars: int = MAX_SENTENCE_CHARS) -> None:
         self._job = job
         self._max_chars = max_chars
+        self._max_sentence_chars = max_sentence_chars
         self._lock = threading.Lock()
-        self._detector = SentenceStream()
+        self._detector = SentenceStream(max_sentence_chars)
         self._chars = 0
 
     @property
@@ -62,14 +63,14 @@ class Reply:
         """The text so far is complete: speak any unfinished last sentence now."""
         with self._lock:
             sentences = self._detector.finish()
-            self._detector = SentenceStream()
+            self._detector = SentenceStream(self._max_sentence_chars)
         self._job.add_sentences(sentences)
 
     def speak(self, text: str) -> None:
         """Queue a complete text, split into sentences."""
         with self._lock:
             self._count(text)
-        self._job.add_sentences(split_sentences(text))
+        self._job.add_sentences(split_sentences(text, self._max_sentence_chars))
 
     def finish(self) -> None:
         """No more text will come; the reply ends once everything queued is spoken."""

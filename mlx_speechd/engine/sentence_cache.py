@@ -17,7 +17,7 @@ import diskcache
 
 from ..audio.pcm import FRAME_SAMPLES, SAMPLE_WIDTH
 from ..cache import AudioCache, CachedSentence, CacheKey, fingerprint, sampling_items
-from ..fingerprint import model_fingerprint
+from ..voices.store import Voice, VoiceKind
 from .adapter import Sampling
 from .types import AudioCacheSettings, ChunkSchedule, ReferenceAudio, ReplyOptions, VoiceSettings
 
@@ -26,16 +26,23 @@ _LOGGER = logging.getLogger(__name__)
 _FRAME_BYTES = FRAME_SAMPLES * SAMPLE_WIDTH
 
 
-def voice_identity(voice: VoiceSettings) -> str:
+def voice_identity(voice: VoiceSettings, library: Voice | None = None) -> str:
     """Fingerprint of a resolved voice: everything of it that changes the audio except the
-    language and instruction (their own key fields). Reference audio counts by its content."""
-    return fingerprint(
-        {
-            "speaker": voice.speaker,
-            "ref_audio": reference_digest(voice.ref_audio) if voice.ref_audio is not None else None,
-            "ref_text": voice.ref_text,
+    language and instruction (their own key fields). Reference audio counts by its content;
+    a library voice by its definition and its reference audio's content."""
+    identity: dict[str, object] = {
+        "speaker": voice.speaker,
+        "ref_audio": reference_digest(voice.ref_audio) if voice.ref_audio is not None else None,
+        "ref_text": voice.ref_text,
+    }
+    if library is not None:
+        identity["library"] = {
+            "kind": library.kind.value,
+            "settings": dataclasses.asdict(library.settings),
+            "created": library.created,
+            "ref_audio": _file_digest(library.ref_audio_path) if library.kind is VoiceKind.CLONE else None,
         }
-    )
+    return fingerprint(identity)
 
 
 def reference_digest(ref: str | ReferenceAudio) -> str:
@@ -60,55 +67,52 @@ _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 """Reference files' digests by path, size and modification time (a few files per process)."""
 
 
+def open_audio_cache(settings: AudioCacheSettings) -> AudioCache | None:
+    """The audio cache, or None when it is off or its folder cannot be opened (then logged: the
+    engine runs on without it)."""
+    if not settings.enabled:
+        return None
+    try:
+        store = AudioCache(settings.folder, settings.size_limit_bytes)
+    except (OSError, sqlite3.Error, diskcache.Timeout) as err:
+        _LOGGER.warning("Audio cache off: cannot open %s: %s", settings.folder or "its folder", err)
+        return None
+    _LOGGER.info("Audio cache: %s (up to %d MB)", store.folder, store.size_limit // 1_000_000)
+    return store
+
+
 class SentenceCache:
-    """Keys, lookups and stores for one loaded model."""
+    """Keys, lookups and stores for one loaded model in the shared audio cache."""
 
     def __init__(
         self,
         store: AudioCache,
         model: str,
         decoder_window: int | None,
-        sampling: Callable[[bool], Sampling],
+        sampling: Callable[..., Sampling],
     ) -> None:
-        """``model``: the model's fingerprint; ``sampling(cloning)``: its resolved sampling settings."""
+        """``model``: the model's fingerprint; ``sampling(cloning=...)``: its resolved sampling settings."""
         self.store = store
         self._model = model
         self._window = decoder_window
         self._sampling = sampling
 
-    @classmethod
-    def open(
-        cls,
-        settings: AudioCacheSettings,
-        model_path: Path,
-        decoder_window: int | None,
-        sampling: Callable[[bool], Sampling],
-    ) -> SentenceCache | None:
-        """The cache for this model, or None when it is off or its folder cannot be opened
-        (then logged: the engine runs on without it)."""
-        if not settings.enabled:
-            return None
-        try:
-            store = AudioCache(settings.folder, settings.size_limit_bytes)
-            model = model_fingerprint(model_path)
-        except (OSError, sqlite3.Error, diskcache.Timeout) as err:
-            _LOGGER.warning("Audio cache off: cannot open %s: %s", settings.folder or "its folder", err)
-            return None
-        _LOGGER.info("Audio cache: %s (up to %d MB)", store.folder, store.size_limit // 1_000_000)
-        return cls(store, model, decoder_window, sampling)
-
-    def key(self, options: ReplyOptions, index: int, text: str) -> CacheKey:
-        """The key of sentence ``index`` of a reply (seeded as the engine seeds it: seed + index)."""
+    def key(self, options: ReplyOptions, index: int, text: str, library: Voice | None) -> CacheKey:
+        """The key of sentence ``index`` of a reply (seeded as the engine seeds it: seed + index);
+        ``library``: the library voice the reply's voice names, if any."""
         voice = options.voice
-        cloning = voice.ref_audio is not None and bool(voice.ref_text)
+        if library is not None:
+            cloning = library.kind is VoiceKind.CLONE and not library.settings.x_vector_only
+        else:
+            cloning = voice.ref_audio is not None and bool(voice.ref_text)
         return CacheKey(
             model=self._model,
-            voice=voice_identity(voice),
+            voice=voice_identity(voice, library),
             language=voice.language or "auto",
             instruct=voice.instruct,
             text=text,
             seed=None if options.seed is None else options.seed + index,
-            sampling=sampling_items(dataclasses.asdict(self._sampling(cloning))),
+            sampling=sampling_items(dataclasses.asdict(self._sampling(cloning=cloning))),
             decoder_window=self._window,
         )
 

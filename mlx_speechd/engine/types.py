@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio.pcm import pcm16_to_float
 from ..errors import InvalidRequestError
+from ..text.sentences import MAX_SENTENCE_CHARS
 
 DEFAULT_MODEL = "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
 
@@ -74,6 +75,12 @@ class VoiceSettings:
     ref_audio: str | ReferenceAudio | None = None
     """A file path, or samples in memory."""
     ref_text: str | None = None
+    library: str | None = None
+    """Set by the engine: the name of the library voice this is (its saved prompt is used)."""
+    model: str | None = None
+    """Set by the engine: the loaded model (`ModelInfo.name`) that speaks this voice."""
+    seed: int | None = None
+    """Set by the engine: a designed library voice's seed, used when the reply gives none."""
 
     def over(self, defaults: VoiceSettings) -> VoiceSettings:
         """These settings, with unset fields taken from `defaults`."""
@@ -143,6 +150,11 @@ class EngineConfig:
     """Everything the engine needs to know at start-up."""
 
     model: str = DEFAULT_MODEL
+    """The default model: requests that name no voice are spoken by it."""
+    extra_models: tuple[str, ...] = ()
+    """More models served beside `model`; each voice goes to the model that speaks it."""
+    voices_dir: Path | None = None
+    """The voice library folder (read afresh on every request); None serves no library voices."""
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
     guards: GuardSettings = field(default_factory=GuardSettings)
@@ -151,8 +163,47 @@ class EngineConfig:
     decoder_window: int | None = None
     """Codec decoder attention window in frames; None takes the model's `sliding_window`."""
     max_text_chars: int = 10000
+    max_sentence_chars: int = MAX_SENTENCE_CHARS
+    """Longest piece of text spoken at once; longer sentences are cut (text/sentences.py)."""
+    max_unsent_seconds: float = 5.0
+    """Audio a reply may hold unread before the engine stops starting sentences for it."""
+    stall_timeout: float = 30.0
+    """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
     audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
+
+    def __post_init__(self) -> None:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"a model is given twice: {', '.join(self.models)}")
+        checks = {
+            "cache_limit_mb": self.cache_limit_mb >= 0,
+            "max_text_chars": self.max_text_chars >= 1,
+            "max_sentence_chars": self.max_sentence_chars >= 1,
+            "max_unsent_seconds": self.max_unsent_seconds > 0,
+            "stall_timeout": self.stall_timeout > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} is out of range: {getattr(self, name)}")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model to load, the default first."""
+        return (self.model, *self.extra_models)
+
+
+@dataclass(frozen=True)
+class VoiceEntry:
+    """A voice clients may ask for by name, as `describe` lists it."""
+
+    name: str
+    model: str
+    """The loaded model that speaks it."""
+    description: str
+    languages: tuple[str, ...]
+    """Language names it speaks: its model's (with 'auto') unless made for one."""
+    kind: str
+    """'preset' (a CustomVoice speaker), 'model' (the default model's own voice), or a library kind."""
 
 
 @dataclass(frozen=True)

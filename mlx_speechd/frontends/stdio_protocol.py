@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_ID = "duplicate-id"
     UNKNOWN_REQUEST = "unknown-request"
     OUTPUT_FAILED = "output-failed"
+    INTERNAL_ERROR = "internal-error"
 
 
 class ProtocolError(errors.ProtocolError):
@@ -114,8 +115,8 @@ class Ping:
 
 Request = Synthesize | StreamStart | StreamAppend | StreamEnd | Cancel | Describe | Ping
 
-_MAX_SECONDS = 60.0
-_MAX_SEED = 2**63 - 1
+MAX_SECONDS = 60.0
+MAX_SEED = 2**63 - 1
 
 
 class _Fields:
@@ -134,12 +135,20 @@ class _Fields:
         value = self._data.pop(name)
         if not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string")
-        return value
+        return self._unicode(name, value)
 
     def optional_text(self, name: str) -> str | None:
         value = self._data.pop(name, None)
         if value is not None and not isinstance(value, str):
             raise self._fail(f"field '{name}' must be a string or null")
+        return value if value is None else self._unicode(name, value)
+
+    def _unicode(self, name: str, value: str) -> str:
+        """`value`, unless it holds a lone surrogate (a JSON escape such as \\ud800 that is no character)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise self._fail(f"field '{name}' is not valid Unicode: {err.reason} at {err.start}") from None
         return value
 
     def optional_int(self, name: str, low: int, high: int) -> int | None:
@@ -158,9 +167,9 @@ class _Fields:
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
-            or not 0 <= value <= _MAX_SECONDS
+            or not 0 <= value <= MAX_SECONDS
         ):
-            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {_MAX_SECONDS:g}")
+            raise self._fail(f"field '{name}' must be a number of seconds from 0 to {MAX_SECONDS:g}")
         return float(value)
 
     def output(self) -> Output:
@@ -186,7 +195,7 @@ def _speech_options(fields: _Fields) -> SpeechOptions:
         instruct=fields.optional_text("instruct"),
         ref_audio=fields.optional_text("ref_audio"),
         ref_text=fields.optional_text("ref_text"),
-        seed=fields.optional_int("seed", 0, _MAX_SEED),
+        seed=fields.optional_int("seed", 0, MAX_SEED),
         sentence_pause=fields.optional_seconds("sentence_pause"),
         lead_in=fields.optional_seconds("lead_in"),
         output=fields.output(),
@@ -214,7 +223,10 @@ def parse_request(line: bytes) -> Request:
     """Parse one request line (without caring about a trailing newline)."""
     try:
         data = json.loads(line)
-    except (UnicodeDecodeError, ValueError) as err:
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not a JSON line: {err}") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "a request must be a JSON object")
@@ -275,7 +287,10 @@ def encode(message: Message) -> bytes:
 def info_message(
     kind: str, engine: Engine, max_line_bytes: int, request_id: RequestId | None = None
 ) -> Message:
-    """`ready` (at start-up) or `info` (the answer to `describe`): what this daemon serves."""
+    """`ready` (at start-up) or `info` (the answer to `describe`): what this daemon serves.
+
+    It reads the voice library (a voice added while the daemon runs is listed): call it off the event loop.
+    """
     info = engine.info
     message: Message = {"type": kind}
     if request_id is not None:
@@ -289,7 +304,17 @@ def info_message(
         sample_width=SAMPLE_WIDTH,
         channels=CHANNELS,
         sample_format="s16le",
-        voices=[{"name": voice, "languages": list(info.languages)} for voice in engine.voices],
+        models=[{"name": m.name, "variant": m.variant.value, "size": m.size} for m in engine.models],
+        voices=[
+            {
+                "name": entry.name,
+                "languages": list(entry.languages),
+                "kind": entry.kind,
+                "model": entry.model,
+                "description": entry.description,
+            }
+            for entry in engine.voice_entries()
+        ],
         default_voice=engine.default_voice,
         outputs=[output.value for output in Output],
         max_text_chars=engine.config.max_text_chars,

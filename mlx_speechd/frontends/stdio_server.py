@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import secrets
 import stat
 import sys
 import threading
@@ -51,6 +53,7 @@ from .stdio_protocol import (
 _LOGGER = logging.getLogger(__name__)
 
 _PIPE_CHUNK = 65536
+_INTERNAL_ERROR = "internal error while serving this request (the daemon's log has the details)"
 
 
 async def serve_stdio(engine: Engine, settings: StdioSettings, speech: SpeechDefaults, out: BinaryIO) -> None:
@@ -62,7 +65,7 @@ async def serve_stdio(engine: Engine, settings: StdioSettings, speech: SpeechDef
     reading = asyncio.create_task(server.read_requests(reader))
     ending: asyncio.Task[None] | None = None
     try:
-        await writer.send(info_message("ready", engine, max_line))
+        await writer.send(await asyncio.to_thread(info_message, "ready", engine, max_line))
         _LOGGER.info("Serving JSON lines on stdin/stdout")
         await _first_of(reading, writer.lost)
         if not writer.lost.done():
@@ -129,15 +132,25 @@ class _Server:
                 await self._handle(line)
 
     async def _handle(self, line: bytes) -> None:
+        """Serve one line; whatever goes wrong becomes an error line for it, never the daemon's end."""
+        request_id: RequestId | None = None
         try:
-            await self._dispatch(parse_request(line))
+            request = parse_request(line)
+            request_id = request.id
+            await self._dispatch(request)
         except ProtocolError as err:
             _LOGGER.debug("Rejected request %r: %s", err.request_id, err.message)
-            request = self._requests.get(err.request_id) if err.request_id is not None else None
-            if request is not None:  # an error naming a request in flight ends it (its one final line)
-                request.fail(err.code, err.message)
-            else:
-                await self._writer.send(error_message(err.request_id, err.code, err.message))
+            await self._reject(err)
+        except Exception:
+            _LOGGER.exception("Request %r failed unexpectedly", request_id)
+            await self._reject(ProtocolError(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR, request_id))
+
+    async def _reject(self, err: ProtocolError) -> None:
+        request = self._requests.get(err.request_id) if err.request_id is not None else None
+        if request is not None:  # an error naming a request in flight ends it (its one final line)
+            request.fail(err.code, err.message)
+        else:
+            await self._writer.send(error_message(err.request_id, err.code, err.message))
 
     async def _dispatch(self, request: Request) -> None:
         match request:
@@ -155,7 +168,8 @@ class _Server:
                 else:
                     _LOGGER.debug("Cancel of %r, which is not in flight", rid)
             case Describe(id=rid):
-                await self._writer.send(info_message("info", self._engine, self._max_line, rid))
+                info = await asyncio.to_thread(info_message, "info", self._engine, self._max_line, rid)
+                await self._writer.send(info)
             case Ping(id=rid):
                 await self._writer.send(pong_message(rid))
 
@@ -191,12 +205,15 @@ class _Server:
         except SpeechdError as err:  # unknown voice, text too long, ...
             raise ProtocolError(err.code, str(err), rid) from None
         try:
-            wav = await asyncio.to_thread(_open_wav, options.wav) if options.wav else None
+            wav = await asyncio.to_thread(WavFile, options.wav) if options.wav else None
             if options.output is Output.PLAY:
                 await asyncio.to_thread(check_output_device, self._device)
-        except (OSError, RuntimeError, PlaybackError) as err:
+        except (OSError, ValueError, RuntimeError, PlaybackError) as err:  # ValueError: a NUL in the path
             reply.cancel()
             raise ProtocolError(ErrorCode.OUTPUT_FAILED, str(err), rid) from None
+        except BaseException:
+            reply.cancel()
+            raise
         playback = _Playback(self._playback_turn, self._device) if options.output is Output.PLAY else None
         entry = _Request(rid, reply, options.output, wav, options.wav, playback, self._writer)
         self._requests[rid] = entry
@@ -231,8 +248,42 @@ class _Server:
         await asyncio.gather(*(r.task for r in requests if r.task is not None), return_exceptions=True)
 
 
-def _open_wav(path: str) -> soundfile.SoundFile:
-    return soundfile.SoundFile(path, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16")
+class WavFile:
+    """A reply's WAV file: written under a temporary name beside `path`, renamed to it once complete.
+
+    A failed or cancelled reply leaves nothing under `path` (and an existing file there untouched).
+    The format is WAV whatever the name's extension; a directory is refused.
+    """
+
+    def __init__(self, path: str) -> None:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "a directory, not a file path", path)
+        directory, name = os.path.split(os.path.abspath(path))
+        self.path = path
+        self._temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
+        fd = os.open(self._temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            self._file = soundfile.SoundFile(
+                fd, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16", format="WAV"
+            )
+        except BaseException:
+            os.close(fd)
+            os.unlink(self._temporary)
+            raise
+
+    def write(self, pcm: bytes) -> None:
+        self._file.write(np.frombuffer(pcm, dtype="<i2"))
+
+    def close(self, *, keep: bool) -> None:
+        """Close; rename to `path` when `keep`, else delete. Raises OSError if the rename fails."""
+        try:
+            self._file.close()
+        finally:
+            if keep:
+                os.replace(self._temporary, self.path)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._temporary)
 
 
 class _Request:
@@ -243,7 +294,7 @@ class _Request:
         rid: RequestId,
         reply: Reply,
         output: Output,
-        wav: soundfile.SoundFile | None,
+        wav: WavFile | None,
         wav_path: str | None,
         playback: _Playback | None,
         writer: _LineWriter,
@@ -259,6 +310,7 @@ class _Request:
         self._writer = writer
         self._chunks = 0
         self._failure: tuple[str, str] | None = None
+        self._wav_written = False
 
     def append(self, text: str) -> None:
         try:
@@ -285,21 +337,25 @@ class _Request:
 
     async def run(self) -> None:
         """Forward the reply's audio to the outputs until it ends; closes the outputs."""
+        complete = False
         try:
             async for chunk in self.reply:
                 await self._forward(chunk)
             if self._playback is not None:
                 await self._playback.finish()
+            complete = True
         except SpeechdError as err:
             self.fail(err.code, str(err))
         except PlaybackError as err:
             self.fail(ErrorCode.OUTPUT_FAILED, str(err))
+        except Exception:
+            _LOGGER.exception("Request %r failed unexpectedly", self.id)
+            self.fail(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR)
         finally:
             if self._playback is not None:
                 self._playback.stop()
             if self._wav is not None:
-                with contextlib.suppress(OSError, RuntimeError):
-                    self._wav.close()
+                self._close_wav(keep=complete and self._failure is None and not self.reply.cancelled)
 
     async def _forward(self, chunk: AudioChunk) -> None:
         """Send one chunk to every output (after `audio-start` for the first; nowhere once failed)."""
@@ -318,15 +374,26 @@ class _Request:
     async def _write_wav(self, pcm: bytes) -> None:
         assert self._wav is not None
         try:
-            await asyncio.to_thread(self._wav.write, np.frombuffer(pcm, dtype="<i2"))
+            await asyncio.to_thread(self._wav.write, pcm)
         except (OSError, RuntimeError) as err:
             self.fail(ErrorCode.OUTPUT_FAILED, f"cannot write {self._wav_path}: {err}")
+
+    def _close_wav(self, *, keep: bool) -> None:
+        assert self._wav is not None
+        try:
+            self._wav.close(keep=keep)
+        except (OSError, RuntimeError) as err:
+            self.fail(ErrorCode.OUTPUT_FAILED, f"cannot write {self._wav_path}: {err}")
+            return
+        self._wav_written = keep
 
     def final_message(self) -> Message:
         if self._failure is not None:
             return error_message(self.id, *self._failure)
         assert self.reply.stats is not None
-        return done_message(self.id, self.reply.stats, self._chunks, self._wav_path)
+        return done_message(
+            self.id, self.reply.stats, self._chunks, self._wav_path if self._wav_written else None
+        )
 
 
 class _Playback:

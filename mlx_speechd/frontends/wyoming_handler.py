@@ -3,6 +3,10 @@
 Requests on a connection are answered in order, each by its own task, while the
 connection keeps being read: text chunks reach the engine as they arrive, and a
 client that disconnects has its replies cancelled at once.
+
+A connection with nothing in flight is closed after `idle_timeout` seconds of silence
+(one with a text stream open after `STREAM_IDLE_FACTOR` times that); when the listener is
+full, the longest-idle such connection is closed to make room for a newcomer.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,17 +44,23 @@ _LOGGER = logging.getLogger(__name__)
 MAX_PENDING_REQUESTS = 4
 """Requests one connection may have in flight; a client that sends more is disconnected."""
 _FORMAT = {"rate": SAMPLE_RATE, "width": SAMPLE_WIDTH, "channels": CHANNELS}
+IDLE_TIMEOUT = 60.0
+"""Default seconds a connection with nothing in flight may stay silent."""
+STREAM_IDLE_FACTOR = 5
+"""An open text stream may stay silent this many times the idle timeout (LLMs pause)."""
 
 
 @dataclass(frozen=True)
 class HandlerSettings:
     """What every connection of one listener shares."""
 
-    info: Event
-    """The prepared `info` answer to `describe`."""
+    info: Callable[[], Event]
+    """Builds the `info` answer to `describe` (it reads the voice library: call it off the event loop)."""
     speech: SpeechDefaults
     """Per-reply defaults (seed, pauses); the voice comes from each request."""
     limits: ReadLimits
+    idle_timeout: float = IDLE_TIMEOUT
+    """Seconds a connection with nothing in flight may stay silent before it is closed."""
 
 
 @dataclass
@@ -62,11 +73,16 @@ class Connections:
     """Set when the server shuts down: new connections are refused."""
 
     def admit(self, handler: WyomingHandler) -> str | None:
-        """Register `handler`, or say why it can't be served."""
+        """Register `handler` (closing the longest-idle connection if full), or say why it can't be served."""
         if self.closing:
             return "The server is shutting down"
         if len(self.handlers) >= self.limit:
-            return f"Too many connections (limit {self.limit}); try again later"
+            idle = [(since, h) for h in self.handlers if (since := h.idle_since) is not None]
+            if not idle:
+                return f"Too many connections (limit {self.limit}), all busy; try again later"
+            _, oldest = min(idle, key=lambda pair: pair[0])
+            self.handlers.discard(oldest)
+            oldest.evict(f"the connection limit ({self.limit}) is reached")
         self.handlers.add(handler)
         return None
 
@@ -117,17 +133,35 @@ class WyomingHandler(AsyncEventHandler):
         self._tasks: list[asyncio.Task[None]] = []
         """Answer tasks not yet done, oldest first; each waits for the one before it."""
         self._responses: set[_Response] = set()
+        self._last_activity = time.monotonic()
+        """When the client last sent an event, or was last sent audio or the end of an answer."""
+
+    @property
+    def idle_since(self) -> float | None:
+        """When this connection last did anything; None while an answer or a text stream is in flight."""
+        if self._stream is not None or self._answering():
+            return None
+        return self._last_activity
+
+    def evict(self, reason: str) -> None:
+        """Close this idle connection (its read loop then ends and cleans up)."""
+        _LOGGER.info(
+            "%s closed after %.1fs idle: %s", self._client, time.monotonic() - self._last_activity, reason
+        )
+        self.writer.close()
 
     async def run(self) -> None:
-        """Read events until the client leaves or misbehaves; replaces the unbounded library loop."""
+        """Read events until the client leaves, misbehaves or idles; replaces the unbounded library loop."""
         if (refusal := self._connections.admit(self)) is not None:
             await self._refuse(refusal)
             return
         _LOGGER.debug("%s connected", self._client)
         try:
-            while True:
-                event = await read_event(self.reader, self._settings.limits)
-                if event is None or not await self.handle_event(event):
+            while (first := await self._wait_for_input()) and (
+                event := await read_event(self.reader, self._settings.limits, first)
+            ):
+                self._last_activity = time.monotonic()
+                if not await self.handle_event(event):
                     break
         except ProtocolError as err:
             _LOGGER.warning("%s broke the protocol (%s); disconnecting it", self._client, err)
@@ -139,9 +173,38 @@ class WyomingHandler(AsyncEventHandler):
             self._connections.handlers.discard(self)
             await self._disconnect()
 
+    async def _wait_for_input(self) -> bytes:
+        """The first byte of the next event; b"" at the end of input or once idle too long."""
+        reading = asyncio.ensure_future(self.reader.read(1))
+        try:
+            while True:
+                limit = self._idle_limit()
+                wait = self._settings.idle_timeout  # busy: look again later
+                if limit is not None:
+                    wait = self._last_activity + limit - time.monotonic()
+                    if wait <= 0:
+                        _LOGGER.info("%s idle for %.0fs; closing the connection", self._client, limit)
+                        return b""
+                done, _ = await asyncio.wait([reading], timeout=wait)
+                if done:
+                    return reading.result()
+        finally:
+            reading.cancel()
+
+    def _idle_limit(self) -> float | None:
+        """How long the client may stay silent now; None while it waits for an answer."""
+        if self._stream is not None:
+            return self._settings.idle_timeout * STREAM_IDLE_FACTOR
+        if self._answering():
+            return None
+        return self._settings.idle_timeout
+
+    def _answering(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
-            await self.write_event(self._settings.info)
+            await self.write_event(await asyncio.to_thread(self._settings.info))
         elif SynthesizeStart.is_type(event.type):
             self._start_stream(event.data)
         elif SynthesizeChunk.is_type(event.type):
@@ -228,6 +291,7 @@ class WyomingHandler(AsyncEventHandler):
         except OSError as err:
             _LOGGER.debug("%s: could not write the answer: %s", self._client, err)
         finally:
+            self._last_activity = time.monotonic()
             self._responses.discard(response)
             if response.reply is not None:
                 response.reply.cancel()  # a no-op once the reply has ended
@@ -315,11 +379,21 @@ def _text(data: dict[str, Any]) -> str:
     text = data.get("text")
     if not isinstance(text, str):
         raise InvalidRequestError("'text' must be a string")
-    return text
+    return _unicode("text", text)
+
+
+def _unicode(name: str, value: str) -> str:
+    """`value`, unless it holds a lone surrogate (a JSON escape such as \\ud800 that is no character)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidRequestError(f"'{name}' is not valid Unicode: {err.reason} at {err.start}") from None
+    return value
 
 
 def _voice(data: dict[str, Any]) -> VoiceSettings:
-    """The requested voice: a `name` from our info (a speaker), a `speaker` override, a `language`."""
+    """The requested voice: a `name` from our info (a preset or library voice), a `speaker` override,
+    a `language`. Names only: nothing a client sends here is used as a path."""
     voice = data.get("voice") or {}
     if not isinstance(voice, dict):
         raise InvalidRequestError("'voice' must be an object")
@@ -327,6 +401,8 @@ def _voice(data: dict[str, Any]) -> VoiceSettings:
     for key, value in fields.items():
         if value is not None and not isinstance(value, str):
             raise InvalidRequestError(f"voice '{key}' must be a string")
+        if value is not None:
+            _unicode(f"voice {key}", value)
     return VoiceSettings(speaker=fields["speaker"] or fields["name"], language=fields["language"])
 
 

@@ -1,10 +1,12 @@
-"""Read Wyoming events with every length bounded, so a bad client cannot make the daemon allocate.
+"""Read Wyoming events with every length and the time they take bounded.
 
 `wyoming.event.async_read_event` trusts `data_length`/`payload_length` and reads that many
 bytes; this reader checks both against limits first, decodes strictly as UTF-8, and raises
-`ProtocolError` for anything that is not a well-formed event. The header line itself is
-bounded by the StreamReader's limit (asyncio's default, 64 KiB, for wyoming's servers):
-`readline()` raises ValueError beyond it, with the buffer never growing much past the limit.
+`ProtocolError` for anything that is not a well-formed event, or that does not arrive in full
+within `event_seconds` of its first byte (a client dribbling a header holds no connection
+for long). The header line itself is bounded by the StreamReader's limit (asyncio's default,
+64 KiB, for wyoming's servers): `readline()` raises ValueError beyond it, with the buffer
+never growing much past the limit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from wyoming.event import Event
 
 from .. import errors
 
+EVENT_TIMEOUT = 5.0
+"""Default `ReadLimits.event_seconds`: a client sends a whole event at once."""
+
 
 class ProtocolError(errors.ProtocolError):
     """The client sent something that is not a well-formed Wyoming event within the limits."""
@@ -29,12 +34,26 @@ class ReadLimits:
     """Largest `data_length` accepted (the JSON object after the header line)."""
     max_payload_bytes: int
     """Largest `payload_length` accepted (binary payload; TTS clients send none)."""
+    event_seconds: float = EVENT_TIMEOUT
+    """Longest time from an event's first byte to its last."""
 
 
-async def read_event(reader: asyncio.StreamReader, limits: ReadLimits) -> Event | None:
-    """The next event, or None when the client has closed the connection."""
+async def read_event(reader: asyncio.StreamReader, limits: ReadLimits, first: bytes = b"") -> Event | None:
+    """The next event, or None when the client has closed the connection.
+
+    `first` is the event's first byte when the caller has already read it (waiting for input);
+    the time limit runs from the call.
+    """
     try:
-        line = await reader.readline()
+        async with asyncio.timeout(limits.event_seconds):
+            return await _read_event(reader, limits, first)
+    except TimeoutError:
+        raise ProtocolError(f"an event took longer than {limits.event_seconds:g}s to arrive") from None
+
+
+async def _read_event(reader: asyncio.StreamReader, limits: ReadLimits, first: bytes) -> Event | None:
+    try:
+        line = first + await reader.readline()
     except ValueError as err:  # no newline within the reader's limit
         raise ProtocolError(f"header line too long ({err})") from err
     if not line.endswith(b"\n"):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
+import os
+import socket
+import stat
 from functools import partial
 from urllib.parse import urlparse
 
@@ -14,7 +18,7 @@ from wyoming.server import AsyncServer
 from wyoming.zeroconf import HomeAssistantZeroconf
 
 from .. import __version__
-from ..engine import Engine, Variant
+from ..engine import Engine
 from ..engine.loader import ISO_LANGUAGES
 from ..settings import SpeechDefaults, WyomingSettings
 from .wyoming_handler import Connections, HandlerSettings, WyomingHandler
@@ -26,6 +30,7 @@ _QWEN = Attribution(name="Qwen3-TTS (Alibaba Qwen)", url="https://github.com/Qwe
 _PROGRAM = Attribution(name="Qwen3-TTS on MLX via mlx-audio", url="https://github.com/Blaizzy/mlx-audio")
 _MAX_PAYLOAD_BYTES = 1 << 20
 _DATA_SLACK_BYTES = 1 << 16
+_SOCKET_PROBE_SECONDS = 2.0
 
 
 async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, speech: SpeechDefaults) -> None:
@@ -34,11 +39,16 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
     if parsed.scheme not in ("tcp", "unix"):
         raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
     handler_settings = HandlerSettings(
-        info=build_info(engine).event(),
+        info=lambda: build_info(engine).event(),
         speech=speech,
         # the longest allowed text, even with every character JSON-escaped as a surrogate pair
-        limits=ReadLimits(_DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES),
+        limits=ReadLimits(
+            _DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES, settings.event_timeout
+        ),
+        idle_timeout=settings.idle_timeout,
     )
+    if parsed.scheme == "unix":
+        await asyncio.to_thread(check_socket_path, parsed.path)
     server = AsyncServer.from_uri(uri)
     connections = Connections(settings.max_connections)
     await server.start(partial(WyomingHandler, engine, handler_settings, connections))
@@ -55,26 +65,50 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
             await zeroconf.close()
 
 
+def check_socket_path(path: str) -> None:
+    """Refuse a unix:// path that holds anything but a stale socket, as TCP refuses a port in use.
+
+    The wyoming server deletes whatever is at the path before binding: a regular file would be
+    lost, and a running server's socket silently taken over. A socket nobody answers on is left
+    over from a daemon that did not exit cleanly, and may be replaced.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(errno.EEXIST, "exists and is not a socket; not replacing it", path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(_SOCKET_PROBE_SECONDS)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return  # stale: nobody listens
+        except OSError as err:  # a server that does not accept in time is still a server
+            raise OSError(errno.EADDRINUSE, f"address already in use ({err})", path) from None
+    raise OSError(errno.EADDRINUSE, "address already in use: another server answers on this socket", path)
+
+
 def build_info(engine: Engine) -> Info:
-    """The `info` answer: one TTS program whose voices are the loaded model's."""
-    info = engine.info
-    languages = [_language_code(name) for name in info.languages if name != "auto"]
+    """The `info` answer: one TTS program whose voices are the loaded models' presets and the library's
+    voices (read now, so a voice added while the daemon runs is listed)."""
     voices = [
         TtsVoice(
-            name=voice,
+            name=entry.name,
             attribution=_QWEN,
             installed=True,
-            description=_voice_description(voice, info.variant),
+            description=entry.description,
             version=None,
-            languages=languages,
+            languages=[_language_code(name) for name in entry.languages if name != "auto"],
         )
-        for voice in engine.voices
+        for entry in engine.voice_entries()
     ]
+    models = ", ".join(f"{info.variant} {info.size or 'unknown size'}" for info in engine.models)
     program = TtsProgram(
         name="mlx-speechd",
         attribution=_PROGRAM,
         installed=True,
-        description=f"Streaming Qwen3-TTS ({info.variant}, {info.size or 'unknown size'}) on MLX",
+        description=f"Streaming Qwen3-TTS ({models}) on MLX",
         version=__version__,
         voices=voices,
         supports_synthesize_streaming=True,
@@ -133,11 +167,3 @@ def _advertised_host(hostname: str) -> str | None:
 def _language_code(name: str) -> str:
     codes = {language: code for code, language in ISO_LANGUAGES.items()}
     return codes.get(name, name)
-
-
-def _voice_description(voice: str, variant: Variant) -> str:
-    if variant is Variant.CUSTOM_VOICE:
-        return voice.replace("_", " ").title()
-    if variant is Variant.VOICE_DESIGN:
-        return "Designed voice (--instruct)"
-    return f"Cloned voice ({voice})"

@@ -29,11 +29,12 @@ from tqdm import tqdm
 
 from ..audio.pcm import SAMPLE_RATE
 from ..cache import AUDIO_CODE_VERSION, fingerprint
-from ..engine.sentence_cache import reference_digest
-from ..engine.types import EngineConfig
+from ..engine.loader import resolve_model_path
+from ..engine.sentence_cache import reference_digest, voice_identity
+from ..engine.types import EngineConfig, VoiceSettings
 from ..errors import InvalidRequestError, SpeechdError
 from ..fingerprint import model_fingerprint
-from ..voices.store import VoiceLibrary, default_voices_dir
+from ..voices.store import VoiceLibrary
 from .manifest import (
     JoinRecord,
     Manifest,
@@ -123,10 +124,12 @@ class LazyTTS:
 
 
 def request_context(config: EngineConfig, model_path: Path) -> dict[str, Any]:
-    """What every segment's audio depends on besides the segment itself, read from files only."""
+    """What every segment's audio depends on besides the segment itself, read from files only
+    (``model_path``: the first model's folder)."""
     voice = config.voice
     return {
         "model": model_fingerprint(model_path),
+        "extra_models": [model_fingerprint(resolve_model_path(extra)) for extra in config.extra_models],
         "speaker": voice.speaker,
         "language": voice.language,
         "instruct": voice.instruct,
@@ -137,21 +140,16 @@ def request_context(config: EngineConfig, model_path: Path) -> dict[str, Any]:
     }
 
 
-def library_voice_identity(name: str, library: VoiceLibrary) -> str | None:
-    """Fingerprint of a library voice's definition and reference; None when the library has none
-    of that name (a model's own speaker, say)."""
+def library_voice_identity(name: str, library: VoiceLibrary | None) -> str | None:
+    """Fingerprint of a library voice's definition and reference (as the audio cache keys it);
+    None when there is no library or it has no voice of that name (a model's own speaker, say)."""
+    if library is None:
+        return None
     try:
         voice = library.get(name)
     except SpeechdError:
         return None
-    reference = voice.ref_audio_path
-    return fingerprint(
-        {
-            "kind": voice.kind.value,
-            "settings": dataclasses.asdict(voice.settings),
-            "ref_audio": reference_digest(str(reference)) if reference.is_file() else None,
-        }
-    )
+    return voice_identity(VoiceSettings(), voice)
 
 
 class Narration:
@@ -164,15 +162,16 @@ class Narration:
         model: str,
         context: dict[str, Any],
         speaker: LazyTTS,
-        library: VoiceLibrary | None = None,
+        library: VoiceLibrary | None,
     ) -> None:
-        """``model``: its name for the manifest; ``context``: `request_context`'s answer."""
+        """``model``: its name for the manifest; ``context``: `request_context`'s answer;
+        ``library``: the voice library the engine reads (None: none)."""
         self.out_dir = out_dir
         self.model = model
         self.settings = settings
         self.context = context
         self.speaker = speaker
-        self.library = library or VoiceLibrary(default_voices_dir())
+        self.library = library
         self._records: dict[str, SegmentRecord] = {}
         self._order: list[str] = []
 

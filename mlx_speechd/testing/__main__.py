@@ -13,7 +13,7 @@ from mlx_speechd.testing.model_factory import SIZES, VARIANTS, make_test_model
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m mlx_speechd.testing",
+        prog="mlx-speechd make-test-model",
         description=(
             "Write a Qwen3-TTS 12 Hz model folder with random weights (the real architecture; it "
             "speaks noise) that loads through mlx_audio.tts.utils.load_model. Prints the folder "

@@ -2,10 +2,12 @@
 
 ``make_test_model`` writes a folder laid out like the mlx-community Qwen3-TTS repos (config, MLX
 weights, text tokenizer, and the speech tokenizer in its upstream PyTorch naming) that loads,
-unchanged, through ``mlx_audio.tts.utils.load_model`` and streams audio. The weights are random, so
-the audio is noise. Every weight is generated from the seed and its name alone, so the same seed
-gives byte-identical files, and each file is checked by running mlx-audio's own ``sanitize`` on it
-before it is written.
+unchanged, through ``mlx_audio.tts.utils.load_model`` and streams audio. Conv weights are stored
+in the PyTorch layout and the configs are ones the official ``qwen-tts`` classes accept too, so an
+unquantized folder also loads there (tests/conformance/test_live_official.py checks it). The
+weights are random, so the audio is noise. Every weight is generated from the seed and its name
+alone, so the same seed gives byte-identical files, and each file is checked by running mlx-audio's
+own ``sanitize`` on it before it is written.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from mlx_audio.tts.models.qwen3_tts.config import (
     Qwen3TTSTokenizerConfig,
     Qwen3TTSTokenizerDecoderConfig,
     Qwen3TTSTokenizerEncoderConfig,
+    filter_dict_for_dataclass,
 )
 from mlx_audio.tts.models.qwen3_tts.qwen3_tts import Model, check_array_shape_qwen3
 from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizer
 
 from mlx_speechd.testing.eos import end_sentences_by_eos
+from mlx_speechd.testing.official_layout import PREPROCESSOR_CONFIG
 from mlx_speechd.testing.tokenizer import TokenizerInfo, write_tokenizer
 
 _LOGGER = logging.getLogger(__name__)
@@ -151,7 +155,9 @@ _SIZE_SPECS: dict[str, _SizeSpec] = {
         },
         encoder={
             "codebook_dim": 32,
+            "vector_quantization_hidden_dimension": 32,  # Hugging Face Mimi: equal to codebook_dim
             "hidden_size": 64,
+            "head_dim": 16,  # hidden_size / num_attention_heads, as mlx-audio assumes
             "intermediate_size": 128,
             "num_attention_heads": 4,
             "num_key_value_heads": 4,
@@ -208,6 +214,7 @@ def make_test_model(
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "generation_config.json", _GENERATION_CONFIG)
     _write_json(out_dir / "speech_tokenizer" / "config.json", codec_config)
+    _write_json(out_dir / "speech_tokenizer" / "preprocessor_config.json", PREPROCESSOR_CONFIG)
     _write_json(
         out_dir / MARKER_FILE,
         {
@@ -301,8 +308,15 @@ def _speech_tokenizer_config(spec: _SizeSpec) -> dict[str, Any]:
         "decode_upsample_rate": 1920,
         "encode_downsample_rate": 1920,
         "decoder_config": dataclasses.asdict(Qwen3TTSTokenizerDecoderConfig(**bins, **spec.decoder)),
-        "encoder_config": dataclasses.asdict(Qwen3TTSTokenizerEncoderConfig(**bins, **spec.encoder)),
+        "encoder_config": _encoder_config(spec, bins),
     }
+
+
+def _encoder_config(spec: _SizeSpec, bins: dict[str, int]) -> dict[str, Any]:
+    """The codec encoder's config; also read by Hugging Face's MimiConfig in the official package,
+    whose decoder-side `upsample_groups` (never used by the encoder) must divide the width."""
+    config = dataclasses.asdict(Qwen3TTSTokenizerEncoderConfig(**bins, **spec.encoder))
+    return config | {"upsample_groups": config["hidden_size"]}
 
 
 # --- random weights -----------------------------------------------------------------------------
@@ -400,12 +414,13 @@ def _main_file_layout(name: str, value: mx.array) -> mx.array:
 
 
 def _conv_file_layout(name: str, weight: mx.array, torch_axes: tuple[int, int, int]) -> mx.array:
-    """MLX layout if mlx-audio's shape heuristic keeps it, else the PyTorch one it transposes."""
-    if check_array_shape_qwen3(weight):
-        return weight
+    """The PyTorch layout (the official package reads only that) if mlx-audio's shape heuristic
+    transposes it back, else the MLX layout if the heuristic keeps that."""
     torch_layout = weight.transpose(torch_axes)
     if not check_array_shape_qwen3(torch_layout):
         return torch_layout
+    if check_array_shape_qwen3(weight):
+        return weight
     raise ValueError(f"{name}: no layout of shape {weight.shape} survives mlx-audio's sanitize")
 
 
@@ -417,7 +432,9 @@ def _write_speech_tokenizer_weights(out_dir: Path, codec_config: dict[str, Any],
     template = Qwen3TTSSpeechTokenizer(
         Qwen3TTSTokenizerConfig(
             decoder_config=Qwen3TTSTokenizerDecoderConfig(**codec_config["decoder_config"]),
-            encoder_config=Qwen3TTSTokenizerEncoderConfig(**codec_config["encoder_config"]),
+            encoder_config=Qwen3TTSTokenizerEncoderConfig(
+                **filter_dict_for_dataclass(Qwen3TTSTokenizerEncoderConfig, codec_config["encoder_config"])
+            ),
         )
     )
     params = _random_params(template, seed, "speech_tokenizer", mx.float32)

@@ -26,13 +26,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.types import Variant
 from ..errors import InvalidRequestError, UnknownVoiceError
 from .reference import read_audio, validate_reference, write_audio
+
+if TYPE_CHECKING:
+    from ..engine.types import Variant
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class VoiceKind(StrEnum):
     @property
     def variant(self) -> Variant:
         """The kind of model that speaks this voice."""
+        from ..engine.types import Variant  # the engine reads the library: import it only when asked
+
         return {
             VoiceKind.CLONE: Variant.BASE,
             VoiceKind.STYLE: Variant.CUSTOM_VOICE,

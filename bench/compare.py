@@ -6,6 +6,11 @@ process), our engine (in this process), our daemon over Wyoming (plain `synthesi
 Assistant's streaming trio) and over stdio (subprocesses), and mlx-audio's HTTP server
 (subprocess). Every server is started and warmed up first; then each round runs every column
 once, in an order rotated by one per round, so drift on a shared machine spreads evenly.
+
+Every figure comes from the client side or from an API: the engine's own first-audio time, compute
+time and peak MLX memory from `Reply.stats` (in process) and from the stdio `done` message; the
+Wyoming protocol carries no such figures, so its columns' first audio is compared with the engine's
+own in the stdio daemon (an identical daemon process) request by request (the same round) instead.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
-from ..engine import Engine, EngineConfig
+from mlx_speechd.engine import Engine, EngineConfig
+
 from .baseline import baseline_request, load_mlx_audio_model
 from .engine_bench import engine_request
 from .http_bench import MlxAudioHttpServer, server_available
-from .measure import Column, RequestResult, process_memory, reset_peak_rss
+from .measure import Column, RequestResult, median, process_memory, reset_peak_rss
 from .servers import ServerProcess
 from .stdio_bench import StdioDaemon, stdio_available
 from .wyoming_bench import WyomingDaemon
@@ -57,11 +63,8 @@ def run_comparison(model: str, settings: CompareSettings) -> list[Column]:
     """Start everything, warm up, run the rounds; returns the columns with their requests."""
     with contextlib.ExitStack() as stack:
         targets = _targets(model, settings, stack)
-        sent: dict[int, list[_Target]] = {target.server.pid: [] for target in targets if target.server}
         for target in targets if settings.warmup else []:
             target.run()
-            if target.server is not None:
-                sent[target.server.pid].append(target)
         reset_peak_rss()
         for target in targets:
             if target.server is not None:
@@ -70,10 +73,7 @@ def run_comparison(model: str, settings: CompareSettings) -> list[Column]:
             shift = round_index % len(targets)
             for target in targets[shift:] + targets[:shift]:
                 target.column.requests.append(target.run())
-                if target.server is not None:
-                    sent[target.server.pid].append(target)
             _LOGGER.info("Round %d/%d done", round_index + 1, settings.rounds)
-        _attach_engine_stats(targets, sent, settings.warmup)
         for target in targets:
             server = target.server
             target.column.memory = server.memory() if server is not None else process_memory()
@@ -155,23 +155,25 @@ def _targets(model: str, settings: CompareSettings, stack: contextlib.ExitStack)
     return targets
 
 
-def _attach_engine_stats(targets: list[_Target], sent: dict[int, list[_Target]], warmup: bool) -> None:
-    """Give daemon requests the engine's own first-audio time and peak memory from the daemon's log.
+def ttfa_over_engine(column: Column, reference: Column) -> float:
+    """Median over rounds of this column's first audio (client) minus the engine's own in `reference`.
 
-    The k-th request a daemon received (warm-up included) is its reply number k.
+    Pairs the requests of the same round; `reference`'s requests must carry the engine's own
+    first-audio time.
     """
-    for target in targets:
-        server = target.server
-        if server is None or target.column.key.startswith("mlx-audio"):
-            continue
-        order = sent[server.pid]
-        by_reply = {st.reply: st for st in server.wait_for_stats(len(order))}
-        mine = [by_reply[k + 1] for k, owner in enumerate(order) if owner is target][int(warmup) :]
-        target.column.requests = [
-            result
-            if result.engine_ttfa is not None
-            else replace(
-                result, engine_ttfa=st.ttfa, engine_compute=st.compute, peak_mlx_bytes=st.peak_mlx_bytes
-            )
-            for result, st in zip(target.column.requests, mine, strict=True)
-        ]
+    pairs = zip(column.requests, reference.requests, strict=True)
+    return median([r.ttfa - e.engine_ttfa for r, e in pairs if e.engine_ttfa is not None])
+
+
+def summaries(columns: list[Column]) -> list[dict[str, float | int | str | None]]:
+    """Each column's summary, with its first audio over the engine's own in the reference column.
+
+    The reference is the stdio daemon (a process like the Wyoming daemon, and one that reports the
+    engine's figures), or the in-process engine where the stdio column is left out.
+    """
+    by_key = {c.key: c for c in columns}
+    reference = by_key.get("stdio", by_key["engine"])
+    return [
+        {**c.summary(), "ttfa_over_engine_s": ttfa_over_engine(c, reference), "reference": reference.key}
+        for c in columns
+    ]

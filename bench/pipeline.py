@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.pcm import float_to_pcm16
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.audio.pcm import float_to_pcm16
+from mlx_speechd.engine.adapter import Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .baseline import interval_for
 from .measure import FRAME_SECONDS, median
 
@@ -28,8 +30,8 @@ TEXT = "Hello from the benchmark."
 BASELINE = "mlx-audio-10"
 
 
-def _mlx_audio(model: Any, voice: str, frames: int, chunk_frames: int) -> None:
-    for result in model.generate(
+def _mlx_audio(model: Qwen3Model, voice: str, frames: int, chunk_frames: int) -> None:
+    for result in model.module.generate(
         TEXT,
         voice=voice,
         lang_code="auto",
@@ -41,7 +43,12 @@ def _mlx_audio(model: Any, voice: str, frames: int, chunk_frames: int) -> None:
 
 
 def _ours(
-    model: Any, info: ModelInfo, decoder: StreamingDecoder, voice: str, frames: int, schedule: ChunkSchedule
+    model: Qwen3Model,
+    info: ModelInfo,
+    decoder: StreamingDecoder,
+    voice: str,
+    frames: int,
+    schedule: ChunkSchedule,
 ) -> None:
     settings = GenerationSettings(schedule, GuardSettings(), CachePolicy.CHUNK, 0)
     utterance = Utterance(TEXT, voice, "auto", None, None, None)
@@ -50,9 +57,9 @@ def _ours(
 
 
 def run_pipeline(
-    model: Any, info: ModelInfo, *, rounds: int, frames: int = 75, voice: str = "ryan"
+    model: Qwen3Model, info: ModelInfo, *, rounds: int, frames: int = 75, voice: str = "ryan"
 ) -> dict[str, Any]:
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     variants: dict[str, Callable[[], None]] = {
         BASELINE: partial(_mlx_audio, model, voice, frames, 10),
         "mlx-audio-2": partial(_mlx_audio, model, voice, frames, 2),

@@ -1,6 +1,7 @@
 """Benchmarks that need a process of their own (clean memory figures, a fresh start) run as workers.
 
-A worker is `python -m mlx_speechd.bench.<module> ... --out FILE`; it writes its result as JSON.
+A worker is `python -m bench.<module> ... --out FILE` (with the repository root on PYTHONPATH); it writes
+its result as JSON.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,19 +18,23 @@ from typing import Any
 
 from .servers import bench_env
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root: the folder that holds the `bench` package."""
+
 
 def run_worker(module: str, args: list[str], timeout: float, **env: str) -> dict[str, Any]:
     """Run worker `module` to completion and return its JSON result."""
     with tempfile.TemporaryDirectory(prefix="mlx-speechd-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        argv = [sys.executable, "-m", f"mlx_speechd.bench.{module}", *args, "--out", str(out)]
+        argv = [sys.executable, "-m", f"bench.{module}", *args, "--out", str(out)]
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         done = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=bench_env(**env),
+            env=bench_env(PYTHONPATH=path, **env),
         )
         if done.returncode != 0 or not out.exists():
             tail = "\n  ".join(done.stderr.splitlines()[-20:])

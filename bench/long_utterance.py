@@ -4,8 +4,10 @@ Three runs, each ours against mlx-audio's, interleaved chunk by chunk (one chunk
 theirs, ...) so that load from other processes hits both alike:
 - `generation`: the whole pipeline (talker + code predictor + decoder) on the benchmark model;
   the talker's own KV cache grows with length in both (the language model needs its context).
-- `decoder`: the same codes through the codec decoder alone: our `StreamingDecoder` (KV cache
-  trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step` (unbounded cache).
+- `decoder`: `frames` frames of codes through the codec decoder alone: our `StreamingDecoder` (KV
+  cache trimmed to the 72-frame sliding window) against mlx-audio's `streaming_step` (unbounded
+  cache). The codes are seeded random codes within the codebook: the decoder's work per frame does
+  not depend on the code values, and the timing needs no generated speech.
 - `decoder_full_transformer`: as `decoder`, with the codec decoder's transformer at Qwen3-TTS's
   real size (8 layers, 512 wide, 16 heads; random weights) and the benchmark model's small conv
   stack, because the tiny model's 1-layer, 32-wide transformer hides what the window changes.
@@ -26,10 +28,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.adapter import CodecDecoder, Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .baseline import interval_for
 from .measure import FRAME_SECONDS, median
 
@@ -66,16 +70,23 @@ class PointSummary:
     """Median of chunk time over the control's time for the same chunk (decoder runs only)."""
 
 
-def kv_cache_bytes(caches: list[Any] | None) -> int:
-    """Bytes held by a list of KV caches (ours or mlx-lm's `KVCache`)."""
-    return sum(c.keys.nbytes + c.values.nbytes for c in caches or [] if c.keys is not None)
+def mlx_audio_decoder(model: Qwen3Model) -> Any:
+    """mlx-audio's own codec decoder module (it wraps it in `mx.compile` after loading)."""
+    decoder = model.module.speech_tokenizer.decoder
+    return getattr(decoder.streaming_step, "__self__", decoder)
 
 
-def copy_decoder(decoder: Any) -> Any:
-    """A second codec decoder with the same weights and its own streaming state."""
-    other = type(decoder)(decoder.config)
-    other.update(decoder.parameters())
-    return other
+def their_cache_bytes(decoder: Any) -> int:
+    """Bytes in mlx-audio's codec decoder's streaming KV cache (mlx-lm `KVCache`s)."""
+    caches = decoder._transformer_cache or []  # noqa: SLF001 - mlx-audio's state has no public size; read only
+    return sum(c.keys.nbytes + c.values.nbytes for c in caches if c.keys is not None)
+
+
+def random_codes(decoder: Any, frames: int, seed: int = 0) -> mx.array:
+    """`frames` frames of seeded random codes for mlx-audio's `decoder`: shape (1, quantizers, frames)."""
+    config = decoder.config
+    shape = (1, config.num_quantizers, frames)
+    return mx.random.randint(0, config.codebook_size, shape, key=mx.random.key(seed))
 
 
 def interleave(runs: dict[str, Iterator[Step]]) -> dict[str, list[ChunkSample]]:
@@ -132,15 +143,14 @@ def summarize(
 
 
 def our_generation(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     decoder: StreamingDecoder,
     frames: int,
     voice: str,
     chunk_frames: int,
-    codes: list[mx.array],
 ) -> Iterator[Step]:
-    """Our generation loop (CachePolicy.CHUNK, no runaway guards); appends the codes to `codes`."""
+    """Our generation loop (CachePolicy.CHUNK, no runaway guards)."""
     settings = GenerationSettings(
         ChunkSchedule(frames=chunk_frames),
         GuardSettings(max_silence_seconds=0, repetition_frames=0),
@@ -149,15 +159,13 @@ def our_generation(
     )
     utterance = Utterance(TEXT, voice, "auto", None, None, None)
     for chunk in generate_utterance(model, info, decoder, utterance, settings, lambda: False, frames):
-        if chunk.frames:
-            codes.append(mx.array(chunk.codes))
-        yield chunk.frames, kv_cache_bytes(decoder._caches)
+        yield chunk.frames, decoder.cache_bytes
 
 
-def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
+def their_generation(model: Qwen3Model, frames: int, voice: str, chunk_frames: int) -> Iterator[Step]:
     """mlx-audio's `generate(stream=True)` at `chunk_frames` per chunk."""
-    decoder = raw_decoder(model)
-    for result in model.generate(
+    decoder = mlx_audio_decoder(model)
+    for result in model.module.generate(
         TEXT,
         voice=voice,
         lang_code="auto",
@@ -165,7 +173,7 @@ def their_generation(model: Any, frames: int, voice: str, chunk_frames: int) -> 
         stream=True,
         streaming_interval=interval_for(chunk_frames),
     ):
-        yield result.token_count, kv_cache_bytes(decoder._transformer_cache)
+        yield result.token_count, their_cache_bytes(decoder)
 
 
 def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
@@ -173,7 +181,7 @@ def our_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) 
     for start in range(0, codes.shape[2], chunk_frames):
         mx.eval(decoder.step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._caches)
+        yield min(chunk_frames, codes.shape[2] - start), decoder.cache_bytes
 
 
 def control_decoding(decoder: StreamingDecoder, codes: mx.array, chunk_frames: int) -> Iterator[Step]:
@@ -190,15 +198,16 @@ def their_decoding(decoder: Any, codes: mx.array, chunk_frames: int) -> Iterator
     for start in range(0, codes.shape[2], chunk_frames):
         mx.eval(decoder.streaming_step(codes[:, :, start : start + chunk_frames]))
         mx.clear_cache()
-        yield min(chunk_frames, codes.shape[2] - start), kv_cache_bytes(decoder._transformer_cache)
+        yield min(chunk_frames, codes.shape[2] - start), their_cache_bytes(decoder)
 
 
 def decoder_runs(
     decoder: Any, window: int | None, codes: mx.array, chunk_frames: int
 ) -> dict[str, list[ChunkSample]]:
-    """Ours (windowed, on a copy of `decoder`), mlx-audio's `streaming_step`, and the control."""
-    ours = StreamingDecoder(copy_decoder(decoder), window)
-    control = StreamingDecoder(copy_decoder(decoder), window)
+    """Ours (windowed, on a copy of mlx-audio's `decoder`), its `streaming_step`, and the control."""
+    codec = CodecDecoder(decoder)
+    ours = StreamingDecoder(codec.copy(), window)
+    control = StreamingDecoder(codec.copy(), window)
 
     def run(part: mx.array) -> dict[str, list[ChunkSample]]:
         return interleave(
@@ -213,19 +222,19 @@ def decoder_runs(
     return run(codes)
 
 
-def full_size_codec_decoder(model: Any) -> Any:
+def full_size_codec_decoder(model: Qwen3Model) -> Any:
     """The benchmark model's codec decoder config with the transformer at Qwen3-TTS's size (random)."""
     from mlx_audio.tts.models.qwen3_tts.config import Qwen3TTSTokenizerDecoderConfig
     from mlx_audio.tts.models.qwen3_tts.speech_tokenizer import Qwen3TTSSpeechTokenizerDecoder
 
-    config = {**vars(model.speech_tokenizer.config.decoder_config), **REAL_CODEC_TRANSFORMER}
+    config = {**vars(model.module.speech_tokenizer.config.decoder_config), **REAL_CODEC_TRANSFORMER}
     decoder = Qwen3TTSSpeechTokenizerDecoder(Qwen3TTSTokenizerDecoderConfig(**config))
     mx.eval(decoder.parameters())
     return decoder
 
 
 def run_long_utterance(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     *,
     frames: int,
@@ -239,22 +248,20 @@ def run_long_utterance(
 
     Returns {run: {implementation: {"points": [...], "chunks": [...]}}} (the chunks of the first repeat).
     """
-    ours = StreamingDecoder(copy_decoder(raw_decoder(model)), info.decoder_window)
-    codes: list[mx.array] = []
+    ours = StreamingDecoder(model.decoder.copy(), info.decoder_window)
 
     def generation(length: int) -> dict[str, list[ChunkSample]]:
-        codes.clear()
         return interleave(
             {
-                "ours": our_generation(model, info, ours, length, voice, chunk_frames, codes),
+                "ours": our_generation(model, info, ours, length, voice, chunk_frames),
                 "mlx_audio": their_generation(model, length, voice, chunk_frames),
             }
         )
 
     generation(4 * chunk_frames)  # warm-up
     runs = {"generation": [generation(frames)]}
-    all_codes = mx.concatenate(codes, axis=1)[None]
-    decoder = raw_decoder(model)
+    decoder = mlx_audio_decoder(model)
+    all_codes = random_codes(decoder, frames)
     runs["decoder"] = [
         decoder_runs(decoder, info.decoder_window, all_codes, chunk_frames) for _ in range(repeats)
     ]

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine import Engine, EngineConfig
+from mlx_speechd.engine import Engine, EngineConfig
+
 from .engine_bench import engine_request
 from .workers import run_worker, setup_worker_logging, worker_parser, write_result
 

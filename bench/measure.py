@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, SAMPLE_WIDTH
+from mlx_speechd.audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, SAMPLE_WIDTH
 
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_WIDTH
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE

@@ -13,10 +13,12 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import load_model
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.adapter import Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import load_model
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings, ModelInfo
+
 from .baseline import interval_for
 from .measure import process_memory
 from .workers import run_worker, setup_worker_logging, worker_parser, write_result
@@ -25,8 +27,8 @@ TEXT = "Hello."
 FIRST_FRAMES = 2
 
 
-def _ours(model: Any, info: Any, frames: int) -> dict[str, Any]:
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+def _ours(model: Qwen3Model, info: ModelInfo, frames: int) -> dict[str, Any]:
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     settings = GenerationSettings(
         ChunkSchedule(FIRST_FRAMES, FIRST_FRAMES),
         GuardSettings(max_silence_seconds=0, repetition_frames=0),
@@ -49,11 +51,11 @@ def _ours(model: Any, info: Any, frames: int) -> dict[str, Any]:
     return _summary(chunks, time.perf_counter() - began)
 
 
-def _mlx_audio(model: Any, frames: int) -> dict[str, Any]:
+def _mlx_audio(model: Qwen3Model, frames: int) -> dict[str, Any]:
     mx.reset_peak_memory()
     began = time.perf_counter()
     chunks = []
-    for result in model.generate(
+    for result in model.module.generate(
         TEXT,
         voice="ryan",
         lang_code="auto",

@@ -1,42 +1,19 @@
-"""Servers under test as real subprocesses: start, wait until ready, read their logs, stop."""
+"""Servers under test as real subprocesses: start, wait until ready, stop.
+
+Their stderr is kept only to show its last lines when a server fails; no figure is read from it.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .measure import ProcessMemory, process_memory
-
-_STATS = re.compile(
-    r"Reply (\d+): first audio (n/a|[\d.]+)s?, RTF ([\d.]+), \d+ frames, ([\d.]+)s audio"
-    r".*peak memory (\d+) MB"
-)
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    """The engine's own per-reply statistics, from the daemon's log line."""
-
-    reply: int
-    ttfa: float | None
-    compute: float
-    """Compute seconds (the logged RTF times the audio seconds; the RTF has 3 decimals)."""
-    peak_mlx_bytes: int
-
-
-def parse_stats(line: str) -> EngineStats | None:
-    match = _STATS.search(line)
-    if match is None:
-        return None
-    ttfa = None if match[2] == "n/a" else float(match[2])
-    return EngineStats(int(match[1]), ttfa, float(match[3]) * float(match[4]), int(match[5]) * 1_000_000)
 
 
 def free_port() -> int:
@@ -56,7 +33,7 @@ def daemon_argv(model: str, *options: str) -> list[str]:
 
 
 class ServerProcess:
-    """A subprocess whose stderr is collected line by line (and parsed for engine statistics)."""
+    """A subprocess whose stderr is collected line by line (for error messages)."""
 
     def __init__(
         self, argv: Sequence[str], *, stdio: bool = False, env: dict[str, str] | None = None
@@ -71,8 +48,7 @@ class ServerProcess:
             env=env or bench_env(),
         )
         self.lines: list[str] = []
-        self.stats: list[EngineStats] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
@@ -84,24 +60,8 @@ class ServerProcess:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip()
-            with self._cond:
+            with self._lock:
                 self.lines.append(line)
-                if (stats := parse_stats(line)) is not None:
-                    self.stats.append(stats)
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def wait_for_stats(self, count: int, timeout: float = 10.0) -> list[EngineStats]:
-        """Wait until `count` replies have been logged; returns them all."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.stats) < count and self.proc.poll() is None:
-                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
-                    break
-            if len(self.stats) < count:
-                raise RuntimeError(f"expected {count} reply log lines, got {len(self.stats)}{self.tail()}")
-            return list(self.stats)
 
     def wait_for_port(self, port: int, timeout: float = 300.0) -> float:
         """Wait until something accepts connections on 127.0.0.1:`port`; returns seconds since start."""
@@ -126,7 +86,7 @@ class ServerProcess:
         return process_memory(self.pid)
 
     def tail(self, lines: int = 15) -> str:
-        with self._cond:
+        with self._lock:
             return "\n  stderr: " + "\n  stderr: ".join(self.lines[-lines:]) if self.lines else ""
 
     def stop(self, timeout: float = 15.0) -> int:

@@ -7,7 +7,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from ..audio.pcm import float_to_pcm16
+from mlx_speechd.audio.pcm import float_to_pcm16
+
 from .measure import FRAME_SECONDS, Recorder, RequestResult
 
 
@@ -20,7 +21,7 @@ def load_mlx_audio_model(path: str) -> Any:
     """Load the model the way mlx-audio users do."""
     from mlx_audio.tts.utils import load_model
 
-    from ..engine.loader import stdout_to_stderr
+    from mlx_speechd.engine.loader import stdout_to_stderr
 
     with stdout_to_stderr():  # mlx-audio prints while loading
         return load_model(path)

@@ -15,7 +15,8 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine import Engine, EngineConfig, GuardSettings
+from mlx_speechd.engine import Engine, EngineConfig, GuardSettings
+
 from .engine_bench import engine_request, engine_request_async
 from .measure import RequestResult, median, percentile, process_memory
 from .workers import run_worker, setup_worker_logging, worker_parser, write_result

@@ -13,17 +13,19 @@ from typing import Any
 
 import mlx.core as mx
 
-from ..engine.decoder import StreamingDecoder, raw_decoder
-from ..engine.generation import GenerationSettings, Utterance, generate_utterance
-from ..engine.loader import ModelInfo
-from ..engine.types import CachePolicy, ChunkSchedule, GuardSettings
+from mlx_speechd.engine.adapter import Qwen3Model
+from mlx_speechd.engine.decoder import StreamingDecoder
+from mlx_speechd.engine.generation import GenerationSettings, Utterance, generate_utterance
+from mlx_speechd.engine.loader import ModelInfo
+from mlx_speechd.engine.types import CachePolicy, ChunkSchedule, GuardSettings
+
 from .measure import FRAME_SECONDS, median, percentile
 
 TEXT = "The cache policy benchmark sentence."
 
 
 def _utterance(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     decoder: StreamingDecoder,
     settings: GenerationSettings,
@@ -48,7 +50,7 @@ def _utterance(
 
 
 def run_cache_policy(
-    model: Any,
+    model: Qwen3Model,
     info: ModelInfo,
     *,
     rounds: int,
@@ -57,7 +59,7 @@ def run_cache_policy(
     limit_mb: int = 1024,
     voice: str = "ryan",
 ) -> dict[str, Any]:
-    decoder = StreamingDecoder(raw_decoder(model), info.decoder_window)
+    decoder = StreamingDecoder(model.decoder, info.decoder_window)
     guards = GuardSettings(max_silence_seconds=0, repetition_frames=0)
     collected: dict[str, dict[str, list[float]]] = {
         p.value: {"chunk_s": [], "rtf": [], "cpu_rtf": [], "cache_bytes": [], "peak_bytes": []}

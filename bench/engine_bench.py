@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..engine import Engine, ReplyOptions, VoiceSettings
+from mlx_speechd.engine import Engine, ReplyOptions, VoiceSettings
+
 from .measure import Recorder, RequestResult
 
 
@@ -22,7 +23,7 @@ def engine_request(engine: Engine, text: str, voice: str | None = None) -> Reque
 async def engine_request_async(engine: Engine, text: str, voice: str | None = None) -> RequestResult:
     """`engine_request` for a client on an event loop (as the Wyoming and stdio front ends are)."""
     recorder = Recorder()
-    reply = engine.reply(ReplyOptions(voice=VoiceSettings(speaker=voice)), asynchronous=True)
+    reply = engine.reply(ReplyOptions(voice=VoiceSettings(speaker=voice)))
     reply.speak(text)
     reply.finish()
     async for chunk in reply:
