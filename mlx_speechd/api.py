@@ -199,13 +199,13 @@ def narrate(
 ) -> NarrationResult:
     """Narrate `script` into `out_dir` (docs/narration.md), loading the model only when some
     segment is not there already; `load` holds `load()`'s options (reference audio, cache, ...)."""
+    segments = _segments(script)  # a bad script is reported before anything is loaded
     config = engine_config(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL, load or {})
     context = request_context(config, resolve_model_path(config.model))
     speaker = LazyTTS(lambda: TTS(config))
     try:
-        return _narration(out_dir, options, config, context, speaker).run(
-            _segments(script), options.get("progress", False)
-        )
+        narration = _narration(out_dir, options, config, context, speaker)
+        return narration.run(segments, options.get("progress", False))
     finally:
         if speaker.tts is not None:
             speaker.tts.close()

@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--join", metavar="FILE", help="also write all segments into FILE (.wav or .flac)")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds of silence between joined segments")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--verbose", action="store_true", help="log each reply (INFO messages)")
     parser.add_argument("--audio-cache-dir", help="audio cache folder (default: the per-user cache folder)")
     parser.add_argument(
         "--audio-cache-size", type=parse_size, default=DEFAULT_AUDIO_CACHE_SIZE, help="audio cache bound"
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the subcommand; 0 when every segment has its file, 1 when some failed."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..audio.pcm import SAMPLE_RATE
 from ..cache import AUDIO_CODE_VERSION, fingerprint
 from ..engine.loader import resolve_model_path
 from ..engine.sentence_cache import reference_digest, voice_identity
 from ..engine.types import EngineConfig, VoiceSettings
-from ..errors import InvalidRequestError, SpeechdError
+from ..errors import InvalidRequestError, ModelLoadError, SpeechdError
 from ..fingerprint import model_fingerprint
 from ..voices.store import VoiceLibrary
 from .manifest import (
@@ -127,9 +128,13 @@ def request_context(config: EngineConfig, model_path: Path) -> dict[str, Any]:
     """What every segment's audio depends on besides the segment itself, read from files only
     (``model_path``: the first model's folder)."""
     voice = config.voice
+    try:
+        models = [model_fingerprint(model_path)]
+        models += [model_fingerprint(resolve_model_path(extra)) for extra in config.extra_models]
+    except OSError as err:
+        raise ModelLoadError(f"cannot read the model folder: {err}") from err
     return {
-        "model": model_fingerprint(model_path),
-        "extra_models": [model_fingerprint(resolve_model_path(extra)) for extra in config.extra_models],
+        "models": models,
         "speaker": voice.speaker,
         "language": voice.language,
         "instruct": voice.instruct,
@@ -176,9 +181,10 @@ class Narration:
         self._order: list[str] = []
 
     def run(self, segments: Sequence[Segment], progress: bool = False) -> NarrationResult:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """Narrate ``segments``; the output folder is checked (and the manifest written) before
+        any model is loaded."""
         self._order = [segment.id for segment in segments]
-        previous = read_records(self.out_dir)
+        previous = self._open_out_dir()
         todo: list[tuple[Segment, str]] = []
         for segment in segments:
             request = self.request(segment)
@@ -188,7 +194,10 @@ class Narration:
             else:
                 todo.append((segment, request))
         kept = tuple(self._records)
-        self._write()
+        try:
+            self._write()
+        except OSError as err:
+            raise InvalidRequestError(f"cannot write to the output folder {self.out_dir}: {err}") from err
         with _progress(len(segments), len(kept), progress) as bar:
             for segment, request in todo:
                 started = time.perf_counter()
@@ -205,6 +214,18 @@ class Narration:
             self.speaker.tts is not None,
             joined,
         )
+
+    def _open_out_dir(self) -> dict[str, SegmentRecord]:
+        """Create the output folder (and the joined file's) and read the previous manifest."""
+        folders = [self.out_dir]
+        if self.settings.join is not None:
+            folders.append(self.settings.join.parent)
+        for folder in folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise InvalidRequestError(f"cannot create the folder {folder}: {err}") from err
+        return read_records(self.out_dir)
 
     def request(self, segment: Segment) -> str:
         """Digest of everything a segment's file depends on."""
@@ -320,7 +341,6 @@ class Narration:
             parts.extend([gap, samples] if index else [samples])
         pcm = np.concatenate(parts).astype("<i2").tobytes()
         data = encode(pcm, AudioFormat(target.suffix.lower().lstrip(".")))
-        target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data)
         duration = round(len(pcm) / 2 / SAMPLE_RATE, 3)
         self._write(JoinRecord(str(target), duration, self.settings.pause, _sha256(data)))
@@ -357,8 +377,12 @@ class _Progress:
 
 @contextlib.contextmanager
 def _progress(total: int, done: int, show: bool) -> Iterator[_Progress]:
-    """A tqdm bar when ``show`` and stderr is a terminal; otherwise nothing is drawn."""
-    with tqdm(
-        total=total, initial=done, unit="segment", file=sys.stderr, disable=None if show else True
-    ) as bar:
+    """A tqdm bar when ``show`` and stderr is a terminal (log lines are printed above it);
+    otherwise nothing is drawn."""
+    with (
+        tqdm(
+            total=total, initial=done, unit="segment", file=sys.stderr, disable=None if show else True
+        ) as bar,
+        logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext(),
+    ):
         yield _Progress(bar)
