@@ -198,6 +198,8 @@ class Narration:
             self._write()
         except OSError as err:
             raise InvalidRequestError(f"cannot write to the output folder {self.out_dir}: {err}") from err
+        if todo:
+            self.speaker.get()  # loaded before the progress bar starts: its time is not the segments'
         with _progress(len(segments), len(kept), progress) as bar:
             for segment, request in todo:
                 started = time.perf_counter()
