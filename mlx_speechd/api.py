@@ -49,7 +49,7 @@ from .narration.runner import (
     NarrationSettings,
     request_context,
 )
-from .narration.script import Segment, read_script
+from .narration.script import Segment, make_segments, read_script
 from .settings import parse_size
 from .voices.store import VoiceLibrary, default_voices_dir
 
@@ -125,8 +125,9 @@ class NarrateOptions(TypedDict, total=False):
     """Draw a progress bar on stderr when it is a terminal (default False)."""
 
 
-Script = Sequence[Segment] | str | os.PathLike[str]
-"""Segments, or a script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
+Script = Iterable[str | Segment] | str | os.PathLike[str]
+"""Texts and segments (`mlx_speechd.narration.Segment`; texts are numbered 001, 002, ...), or a
+script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
 VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
@@ -240,7 +241,7 @@ def _narration(
 def _segments(script: Script) -> Sequence[Segment]:
     if isinstance(script, str | os.PathLike):
         return read_script(os.fspath(script))
-    return script
+    return make_segments(script)
 
 
 def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:

@@ -6,12 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ..engine.types import DEFAULT_AUDIO_CACHE_SIZE
 from ..errors import SpeechdError
 from ..settings import parse_size
 
-_LOGGER = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..api import EngineOptions, NarrateOptions
+
 
 EXIT_FAILED_SEGMENTS = 1
 EXIT_USAGE = 2
@@ -35,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", help="language for segments that name none (default: auto)")
     parser.add_argument("--instruct", help="speaking style or voice description for segments without one")
     parser.add_argument("--seed", type=int, help="seed for segments without one (default: unseeded)")
+    parser.add_argument(
+        "--voices-dir", help="voice library (default: $MLX_SPEECHD_VOICES_DIR, else the per-user one)"
+    )
     parser.add_argument("--ref-audio", help="reference recording to clone (Base models)")
     parser.add_argument("--ref-text", help="transcript of --ref-audio")
     parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="segment files' format")
@@ -61,21 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from ..api import EngineOptions, NarrateOptions, narrate
+    from ..api import narrate
 
-    load: EngineOptions = {"audio_cache": not args.no_audio_cache, "audio_cache_size": args.audio_cache_size}
-    if args.audio_cache_dir:
-        load["audio_cache_dir"] = args.audio_cache_dir
-    if args.ref_audio:
-        load["ref_audio"] = args.ref_audio
-    if args.ref_text:
-        load["ref_text"] = args.ref_text
-    options: NarrateOptions = {"format": args.format, "pause": args.pause, "progress": not args.quiet}
-    for name in ("voice", "language", "instruct", "seed", "join"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
     try:
-        result = narrate(args.input, args.out_dir, args.model, load=load, **options)
+        result = narrate(args.input, args.out_dir, args.model, load=_load_options(args), **_options(args))
     except KeyboardInterrupt:
         print("mlx-speechd narrate: interrupted; manifest.json lists the segments done", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -88,3 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlx-speechd narrate: failed segments: {', '.join(result.failed)}", file=sys.stderr)
         return EXIT_FAILED_SEGMENTS
     return 0
+
+
+def _load_options(args: argparse.Namespace) -> EngineOptions:
+    load: EngineOptions = {"audio_cache": not args.no_audio_cache, "audio_cache_size": args.audio_cache_size}
+    for name in ("voices_dir", "audio_cache_dir", "ref_audio", "ref_text"):
+        if getattr(args, name) is not None:
+            load[name] = getattr(args, name)
+    return load
+
+
+def _options(args: argparse.Namespace) -> NarrateOptions:
+    options: NarrateOptions = {"format": args.format, "pause": args.pause, "progress": not args.quiet}
+    for name in ("voice", "language", "instruct", "seed", "join"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options

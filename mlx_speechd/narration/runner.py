@@ -76,6 +76,8 @@ class NarrationSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise InvalidRequestError(f"the seed must be 0 to 2**63-1, not {self.seed}")
         if not 0 <= self.pause <= 60:
             raise InvalidRequestError(f"the pause must be 0 to 60 seconds, not {self.pause}")
         if self.join is not None and self.join.suffix.lower().lstrip(".") not in set(AudioFormat):
