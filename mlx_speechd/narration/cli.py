@@ -29,7 +29,6 @@ def _parser() -> argparse.ArgumentParser:
             "segment plus manifest.json. Reruns keep files that still match the manifest and take "
             "the rest from the audio cache where they can; the model is loaded only when needed."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("input", help="the script: .txt, .md or .jsonl file, or - for stdin")
     parser.add_argument("--out-dir", required=True, help="folder for the audio files and manifest.json")
@@ -43,14 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ref-audio", help="reference recording to clone (Base models)")
     parser.add_argument("--ref-text", help="transcript of --ref-audio")
-    parser.add_argument("--format", choices=("wav", "flac"), default="wav", help="segment files' format")
+    parser.add_argument(
+        "--format", choices=("wav", "flac"), default="wav", help="segment files' format (default: wav)"
+    )
     parser.add_argument("--join", metavar="FILE", help="also write all segments into FILE (.wav or .flac)")
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds of silence between joined segments")
+    parser.add_argument(
+        "--pause", type=float, default=0.5, help="seconds of silence between joined segments (default: 0.5)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.add_argument("--verbose", action="store_true", help="log each reply (INFO messages)")
     parser.add_argument("--audio-cache-dir", help="audio cache folder (default: the per-user cache folder)")
     parser.add_argument(
-        "--audio-cache-size", type=parse_size, default=DEFAULT_AUDIO_CACHE_SIZE, help="audio cache bound"
+        "--audio-cache-size",
+        type=parse_size,
+        default=DEFAULT_AUDIO_CACHE_SIZE,
+        help="audio cache bound, e.g. 500M or 2G (default: 1 GiB)",
     )
     parser.add_argument(
         "--no-audio-cache", action="store_true", help="neither read nor write the audio cache"
