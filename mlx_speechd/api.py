@@ -25,6 +25,7 @@ from .audio.pcm import SAMPLE_RATE, pcm16_to_float
 from .engine.engine import Engine
 from .engine.loader import resolve_model_path
 from .engine.reply import Reply
+from .engine.sentence_cache import open_audio_cache
 from .engine.types import (
     DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
@@ -41,17 +42,10 @@ from .engine.types import (
     VoiceSettings,
 )
 from .errors import InvalidRequestError
-from .narration.runner import (
-    AudioFormat,
-    LazyTTS,
-    Narration,
-    NarrationResult,
-    NarrationSettings,
-    request_context,
-)
+from .narration.runner import AudioFormat, LazyTTS, Narration, NarrationResult, NarrationSettings
 from .narration.script import Segment, make_segments, read_script
 from .settings import parse_size
-from .voices.store import VoiceLibrary, default_voices_dir
+from .voices.store import default_voices_dir
 
 Text = str | Iterable[str]
 """A whole text, or pieces of one as they arrive (an LLM's tokens, say)."""
@@ -199,26 +193,26 @@ def narrate(
     **options: Unpack[NarrateOptions],
 ) -> NarrationResult:
     """Narrate `script` into `out_dir` (docs/narration.md), loading the model only when some
-    segment is not there already; `load` holds `load()`'s options (reference audio, cache, ...)."""
+    segment is neither there already nor in the audio cache; `load` holds `load()`'s options
+    (voice library, reference audio, audio cache, ...)."""
     segments = _segments(script)  # a bad script is reported before anything is loaded
     config = engine_config(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL, load or {})
-    context = request_context(config, resolve_model_path(config.model))
     speaker = LazyTTS(lambda: TTS(config))
     try:
-        narration = _narration(out_dir, options, config, context, speaker)
-        return narration.run(segments, options.get("progress", False))
+        return _narrate(segments, out_dir, options, config, resolve_model_path(config.model), speaker)
     finally:
         if speaker.tts is not None:
             speaker.tts.close()
 
 
-def _narration(
+def _narrate(
+    segments: Sequence[Segment],
     out_dir: str | os.PathLike[str],
     options: NarrateOptions,
     config: EngineConfig,
-    context: dict[str, Any],
+    model_path: Path,
     speaker: LazyTTS,
-) -> Narration:
+) -> NarrationResult:
     _check_keys("narrate", options, NarrateOptions)
     join = options.get("join")
     try:
@@ -234,8 +228,13 @@ def _narration(
         instruct=options.get("instruct"),
         seed=options.get("seed"),
     )
-    library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
-    return Narration(Path(out_dir).expanduser(), settings, config.model, context, speaker, library)
+    store = open_audio_cache(config.audio_cache)
+    try:
+        narration = Narration(Path(out_dir).expanduser(), settings, config, model_path, speaker, store)
+        return narration.run(segments, options.get("progress", False))
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _segments(script: Script) -> Sequence[Segment]:
@@ -356,9 +355,10 @@ class TTS:
         self, script: Script, out_dir: str | os.PathLike[str], **options: Unpack[NarrateOptions]
     ) -> NarrationResult:
         """Narrate `script` into `out_dir` with this model (docs/narration.md)."""
-        context = request_context(self._engine.config, self.info.path)
-        narration = _narration(out_dir, options, self._engine.config, context, LazyTTS(lambda: self))
-        return narration.run(_segments(script), options.get("progress", False))
+        segments = _segments(script)
+        return _narrate(
+            segments, out_dir, options, self._engine.config, self.info.path, LazyTTS(lambda: self)
+        )
 
     def generate(self, text: Text, **speech: Unpack[SpeechOptions]) -> Audio:
         """Speak a whole text (or all of an iterable's pieces) and return the audio."""

@@ -143,17 +143,27 @@ def test_rerun_keeps_every_file_and_does_not_load_the_model(
     print(f"\nrerun, every file kept: {seconds:.3f}s, {first_run.seconds / seconds:.0f}x faster")
 
 
-def test_a_fresh_folder_is_made_from_the_audio_cache(
+def test_a_fresh_folder_is_made_from_the_audio_cache_without_the_model(
     first_run: FirstRun, tiny_base_ends: Path, voices: Path, tmp_path: Path
 ) -> None:
     result, seconds = _rerun(first_run, tiny_base_ends, voices, tmp_path / "fresh")
-    assert result.made == IDS and result.from_cache == IDS
+    assert result.made == IDS and result.from_cache == IDS and not result.model_loaded
     for record in _check_consistent(tmp_path / "fresh"):
-        assert record["from_cache"] and record["cached_sentences"] == record["sentences"] >= 1
+        assert record["from_cache"] and record["cached_sentences"] == record["sentences"] == 1
         assert (tmp_path / "fresh" / record["file"]).read_bytes() == (
             first_run.out / record["file"]
         ).read_bytes()
-    print(f"\nrerun into an empty folder, all from the audio cache: {seconds:.2f}s")
+    print(f"\nrerun into an empty folder, all from the audio cache: {seconds:.3f}s")
+
+
+def test_without_the_audio_cache_a_fresh_folder_needs_the_model(
+    first_run: FirstRun, tiny_base_ends: Path, voices: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "script.md"
+    script.write_text("# Chapter one\n", encoding="utf-8")  # the first run's first segment
+    load = {"voices_dir": voices, "audio_cache_dir": first_run.cache, "audio_cache": False}
+    result = narrate(script, tmp_path / "out", str(tiny_base_ends), load=load, voice="narrator")
+    assert result.made == ("001",) and result.from_cache == () and result.model_loaded
 
 
 def test_editing_one_paragraph_remakes_only_it(
@@ -161,14 +171,18 @@ def test_editing_one_paragraph_remakes_only_it(
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(first_run.out, out)
-    edited = (*PARAGRAPHS[:6], "Paragraph 7 now tells another part.", *PARAGRAPHS[7:])
+    # A sentence added: the paragraph's first sentence still comes from the audio cache.
+    new_text = f"{PARAGRAPHS[6]} It has a new ending."
+    edited = (*PARAGRAPHS[:6], new_text, *PARAGRAPHS[7:])
     script = tmp_path / "script.md"
     script.write_text(markdown_script(edited), encoding="utf-8")
     result = narrate(script, out, str(tiny_base_ends), load=_load(voices, first_run.cache), voice="narrator")
     assert result.made == ("007",) and result.kept == tuple(i for i in IDS if i != "007")
+    assert result.model_loaded
     records = {r["id"]: r for r in _check_consistent(out)}
-    assert records["007"]["text"] == "Paragraph 7 now tells another part."
+    assert records["007"]["text"] == new_text
     assert not records["007"]["from_cache"]
+    assert records["007"]["sentences"] == 2 and records["007"]["cached_sentences"] == 1
     assert records["007"]["sha256"] != _manifest(first_run.out)["segments"][6]["sha256"]
     for segment_id in result.kept:
         assert (out / f"{segment_id}.wav").read_bytes() == (first_run.out / f"{segment_id}.wav").read_bytes()
@@ -297,7 +311,7 @@ def test_bad_input_and_output_folder_are_reported_before_the_model_loads(
         == 2
     )
     assert "cannot create the folder" in capsys.readouterr().err
-    assert not [r for r in caplog.records if r.name.startswith("mlx_speechd.engine")]
+    assert not [r for r in caplog.records if r.name == "mlx_speechd.engine.engine"]  # no model loaded
 
 
 def test_tts_narrate_takes_texts_and_segments(tiny_base_ends: Path, voices: Path, tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """Narrate a script: one audio file per segment, a manifest, and optionally all of it joined.
 
 Resumable: a segment whose file still matches the manifest (same request, same bytes) is kept
-as it is, and the model is loaded only when some segment has to be spoken; those segments'
-sentences come from the audio cache when it has them. A segment that a runaway guard or the
-frame cap ended is tried once more with another seed; if that fails too it is recorded as
-failed (no file) rather than kept. Files and the manifest are written atomically, the manifest
-after every segment, so an interrupted run leaves a consistent folder.
+as it is. A segment made before (in any folder) is taken whole from the audio cache, where each
+finished segment is stored beside its sentences; the model is loaded only when some segment is
+in neither, and those segments' sentences still come from the cache where it has them. A
+segment that a runaway guard or the frame cap ended is tried once more with another seed; if
+that fails too it is recorded as failed (no file) rather than kept. Files and the manifest are
+written atomically, the manifest after every segment, so an interrupted run leaves a consistent
+folder.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import soundfile as sf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..audio.pcm import SAMPLE_RATE
-from ..cache import AUDIO_CODE_VERSION, fingerprint
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from ..cache import AUDIO_CODE_VERSION, AudioCache, SegmentKey, fingerprint
 from ..engine.loader import resolve_model_path
 from ..engine.sentence_cache import reference_digest, voice_identity
 from ..engine.types import EngineConfig, VoiceSettings
 from ..errors import InvalidRequestError, ModelLoadError, SpeechdError
 from ..fingerprint import model_fingerprint
+from ..text.sentences import split_sentences
 from ..voices.store import VoiceLibrary
 from .manifest import (
     JoinRecord,
@@ -143,6 +146,7 @@ def request_context(config: EngineConfig, model_path: Path) -> dict[str, Any]:
         "ref_audio": reference_digest(voice.ref_audio) if voice.ref_audio is not None else None,
         "ref_text": voice.ref_text,
         "decoder_window": config.decoder_window,
+        "max_sentence_chars": config.max_sentence_chars,
         "code_version": AUDIO_CODE_VERSION,
     }
 
@@ -159,6 +163,14 @@ def library_voice_identity(name: str, library: VoiceLibrary | None) -> str | Non
     return voice_identity(VoiceSettings(), voice)
 
 
+@dataclass(frozen=True)
+class _Request:
+    audio: str
+    """Digest of everything a segment's audio depends on: its address in the audio cache."""
+    file: str
+    """The same plus the file format: the manifest's ``request``."""
+
+
 class Narration:
     """One run over a script into an output folder."""
 
@@ -166,28 +178,31 @@ class Narration:
         self,
         out_dir: Path,
         settings: NarrationSettings,
-        model: str,
-        context: dict[str, Any],
+        config: EngineConfig,
+        model_path: Path,
         speaker: LazyTTS,
-        library: VoiceLibrary | None,
+        store: AudioCache | None,
     ) -> None:
-        """``model``: its name for the manifest; ``context``: `request_context`'s answer;
-        ``library``: the voice library the engine reads (None: none)."""
+        """``config``: the engine's, ``model_path``: its first model's folder (both read for the
+        requests' digests, without loading anything); ``speaker``: the model, loaded when a
+        segment has to be spoken; ``store``: the audio cache (None: off), whole segments are
+        looked up there first and stored there once made."""
         self.out_dir = out_dir
-        self.model = model
         self.settings = settings
-        self.context = context
+        self.config = config
+        self.context = request_context(config, model_path)
         self.speaker = speaker
-        self.library = library
+        self.store = store
+        self.library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
         self._records: dict[str, SegmentRecord] = {}
         self._order: list[str] = []
 
     def run(self, segments: Sequence[Segment], progress: bool = False) -> NarrationResult:
         """Narrate ``segments``; the output folder is checked (and the manifest written) before
-        any model is loaded."""
+        any model is loaded, and the model is loaded only for segments the audio cache lacks."""
         self._order = [segment.id for segment in segments]
         previous = self._open_out_dir()
-        todo: list[tuple[Segment, str]] = []
+        todo: list[tuple[Segment, _Request]] = []
         for segment in segments:
             request = self.request(segment)
             old = previous.get(segment.id)
@@ -200,15 +215,12 @@ class Narration:
             self._write()
         except OSError as err:
             raise InvalidRequestError(f"cannot write to the output folder {self.out_dir}: {err}") from err
-        if todo:
-            self.speaker.get()  # loaded before the progress bar starts: its time is not the segments'
         with _progress(len(segments), len(kept), progress) as bar:
-            for segment, request in todo:
-                started = time.perf_counter()
-                record = self._make(segment, request)
-                self._records[segment.id] = record
-                self._write()
-                bar.advance(record.duration, time.perf_counter() - started)
+            missing = [(s, r) for s, r in todo if not self._done(bar, self._replay, s, r)]
+            if missing:
+                self.speaker.get()  # loaded before the first segment's clock starts
+            for segment, request in missing:
+                self._done(bar, self._make, segment, request)
         joined = self._join() if self.settings.join is not None else None
         return NarrationResult(
             self.out_dir,
@@ -218,6 +230,23 @@ class Narration:
             self.speaker.tts is not None,
             joined,
         )
+
+    def _done(
+        self,
+        bar: _Progress,
+        make: Callable[[Segment, _Request], SegmentRecord | None],
+        segment: Segment,
+        request: _Request,
+    ) -> bool:
+        """Make a segment with ``make``; record it and advance the bar unless that gave None."""
+        started = time.perf_counter()
+        record = make(segment, request)
+        if record is None:
+            return False
+        self._records[segment.id] = record
+        self._write()
+        bar.advance(record.duration, time.perf_counter() - started)
+        return True
 
     def _open_out_dir(self) -> dict[str, SegmentRecord]:
         """Create the output folder (and the joined file's) and read the previous manifest."""
@@ -231,10 +260,10 @@ class Narration:
                 raise InvalidRequestError(f"cannot create the folder {folder}: {err}") from err
         return read_records(self.out_dir)
 
-    def request(self, segment: Segment) -> str:
-        """Digest of everything a segment's file depends on."""
+    def request(self, segment: Segment) -> _Request:
+        """Digests of everything a segment's audio, and its file, depend on."""
         voice = segment.voice or self.settings.voice
-        return fingerprint(
+        audio = fingerprint(
             {
                 "context": self.context,
                 "text": segment.text,
@@ -243,19 +272,36 @@ class Narration:
                 "language": segment.language or self.settings.language,
                 "instruct": segment.instruct or self.settings.instruct,
                 "seed": self._seed(segment),
-                "format": self.settings.format.value,
             }
         )
+        return _Request(audio, fingerprint({"audio": audio, "format": self.settings.format.value}))
 
     def _seed(self, segment: Segment) -> int | None:
         return segment.seed if segment.seed is not None else self.settings.seed
 
-    def _still_valid(self, record: SegmentRecord, request: str) -> bool:
-        if not record.ok or record.request != request or record.file is None:
+    def _still_valid(self, record: SegmentRecord, request: _Request) -> bool:
+        if not record.ok or record.request != request.file or record.file is None:
             return False
         return file_sha256(self.out_dir / record.file) == record.sha256
 
-    def _make(self, segment: Segment, request: str) -> SegmentRecord:
+    def _replay(self, segment: Segment, request: _Request) -> SegmentRecord | None:
+        """The segment's file from its whole audio in the audio cache; None on a miss."""
+        cached = self.store.get(SegmentKey(request.audio)) if self.store is not None else None
+        if cached is None:
+            return None
+        sentences = len(split_sentences(segment.text, self.config.max_sentence_chars))
+        record = dataclasses.replace(
+            self._record(segment, request, self._seed(segment), retried=False),
+            duration=round(len(cached.pcm) / SAMPLE_WIDTH / SAMPLE_RATE, 3),
+            finish_reason=cached.finish_reason,
+            from_cache=True,
+            sentences=sentences,
+            cached_sentences=sentences,
+            ok=True,
+        )
+        return self._save(record, cached.pcm)
+
+    def _make(self, segment: Segment, request: _Request) -> SegmentRecord:
         record = self._attempt(segment, request, self._seed(segment), retried=False)
         if record.ok or record.finish_reason.startswith("error"):
             return record
@@ -271,9 +317,12 @@ class Narration:
             _LOGGER.error("Segment %s failed again (%s); it has no file", segment.id, record.finish_reason)
         return record
 
-    def _attempt(self, segment: Segment, request: str, seed: int | None, *, retried: bool) -> SegmentRecord:
+    def _record(
+        self, segment: Segment, request: _Request, seed: int | None, *, retried: bool
+    ) -> SegmentRecord:
+        """A record of the segment with nothing made yet."""
         speech = self._speech(segment, seed)
-        base = SegmentRecord(
+        return SegmentRecord(
             id=segment.id,
             text=segment.text,
             voice=speech.get("voice"),
@@ -287,12 +336,17 @@ class Narration:
             sentences=0,
             cached_sentences=0,
             sha256=None,
-            request=request,
+            request=request.file,
             retried=retried,
             ok=False,
         )
+
+    def _attempt(
+        self, segment: Segment, request: _Request, seed: int | None, *, retried: bool
+    ) -> SegmentRecord:
+        base = self._record(segment, request, seed, retried=retried)
         try:
-            audio = self.speaker.get().generate(segment.text, **speech)
+            audio = self.speaker.get().generate(segment.text, **self._speech(segment, seed))
         except SpeechdError as err:
             _LOGGER.error("Segment %s: %s", segment.id, err)
             return dataclasses.replace(base, finish_reason=f"error: {err.code}")
@@ -308,8 +362,14 @@ class Narration:
         )
         if not record.ok:
             return record
-        name = f"{segment.id}.{self.settings.format.value}"
-        data = encode(audio.pcm, self.settings.format)
+        if self.store is not None and not retried:  # a retry's audio is not this request's
+            self.store.put(SegmentKey(request.audio), audio.pcm, stats.frames, stats.finish_reason)
+        return self._save(record, audio.pcm)
+
+    def _save(self, record: SegmentRecord, pcm: bytes) -> SegmentRecord:
+        """Write the segment's file; its record with the file's name and checksum."""
+        name = f"{record.id}.{self.settings.format.value}"
+        data = encode(pcm, self.settings.format)
         write_atomic(self.out_dir / name, data)
         return dataclasses.replace(record, file=name, sha256=_sha256(data))
 
@@ -327,7 +387,7 @@ class Narration:
 
     def _write(self, joined: JoinRecord | None = None) -> None:
         records = tuple(self._records[i] for i in self._order if i in self._records)
-        write_manifest(self.out_dir, Manifest(self.model, self.settings.format.value, records, joined))
+        write_manifest(self.out_dir, Manifest(self.config.model, self.settings.format.value, records, joined))
 
     def _join(self) -> Path | None:
         """Every segment's audio in one file, ``pause`` seconds apart; None if a segment failed."""
