@@ -95,20 +95,22 @@ def stdout_to_stderr() -> Iterator[None]:
 def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
     """Load a Qwen3-TTS 12 Hz model. Must run on the thread that will use it."""
     path = resolve_model_path(model)
-    config = _read_config(path)
-    if config.get("model_type") != "qwen3_tts":
-        raise ModelLoadError(
-            f"'{model}' is not a Qwen3-TTS model (model_type is {config.get('model_type')!r}); "
-            "mlx-speechd runs Qwen3-TTS 12 Hz models."
-        )
+    check_qwen3_tts(model, path)
     with stdout_to_stderr():
         loaded = Qwen3Model.load(path)
     return loaded, loaded.describe(model, path)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def check_qwen3_tts(model: str, path: Path) -> dict[str, Any]:
+    """`path`'s config.json, if it is a Qwen3-TTS model's; ModelLoadError otherwise."""
     try:
         config: dict[str, Any] = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Cannot read {path / 'config.json'}: {err}") from err
+    if not isinstance(config, dict) or config.get("model_type") != "qwen3_tts":
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        raise ModelLoadError(
+            f"'{model}' is not a Qwen3-TTS model (model_type is {model_type!r}); "
+            "mlx-speechd runs Qwen3-TTS 12 Hz models."
+        )
     return config
