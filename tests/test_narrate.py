@@ -6,6 +6,7 @@ Timings are printed (run with -s to see them), never asserted.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from test_voices import REF_TEXT, write_reference
+from test_wyoming import _audio, _launch, _stop, _synthesize, _wait_ready
+from wyoming.tts import SynthesizeVoice
 
 from mlx_speechd import load, narrate
 from mlx_speechd.audio.pcm import SAMPLE_RATE
@@ -327,3 +330,50 @@ def test_tts_narrate_takes_texts_and_segments(tiny_base_ends: Path, voices: Path
         with pytest.raises(ScriptError, match="repeats"):
             tts.narrate(["One.", Segment("001", "Two.")], tmp_path / "again")
     assert [r["id"] for r in _check_consistent(tmp_path / "out")] == ["001", "last"]
+
+
+def test_a_daemon_and_a_narration_share_the_audio_cache(tiny_custom_voice_ends: Path, tmp_path: Path) -> None:
+    """A Wyoming daemon and a narration process use one cache folder at the same time (both
+    writing); the daemon then replays, byte for byte, a sentence the narration made."""
+    cache = tmp_path / "cache"
+    daemon = _launch(tiny_custom_voice_ends, tmp_path, "--audio-cache-dir", str(cache))
+    try:
+        _wait_ready(daemon)
+        script = tmp_path / "script.txt"
+        script.write_text("Made by the narration.\n\nAnother paragraph.\n", encoding="utf-8")
+        out = tmp_path / "out"
+        command = [
+            EXECUTABLE,
+            "narrate",
+            str(script),
+            "--out-dir",
+            str(out),
+            "--model",
+            str(tiny_custom_voice_ends),
+        ]
+        narration = subprocess.Popen(
+            [*command, "--voice", "ryan", "--audio-cache-dir", str(cache), "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        voice = SynthesizeVoice(name="ryan")
+
+        async def speak(text: str) -> bytes:
+            async with daemon.client() as client:
+                return _audio(await _synthesize(client, text, voice))
+
+        spoken = 0
+        while narration.poll() is None:  # the daemon writes its own sentences meanwhile
+            asyncio.run(speak(f"The daemon speaks at {time.monotonic():.3f}."))
+            spoken += 1
+        assert narration.wait() == 0, narration.stderr.read() if narration.stderr else ""
+        assert spoken >= 1
+        print(f"\n{spoken} daemon requests while the narration ran")
+        records = _check_consistent(out)
+        assert all(r["ok"] and not r["from_cache"] for r in records)
+        narrated, _ = sf.read(str(out / records[0]["file"]), dtype="<i2")
+        # Unseeded: only the cache gives the same audio twice.
+        assert asyncio.run(speak("Made by the narration.")) == narrated.tobytes()
+    finally:
+        _stop(daemon)
