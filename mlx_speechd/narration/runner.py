@@ -96,6 +96,7 @@ class NarrationResult:
     made: tuple[str, ...]
     """Segments spoken this run (from the model, the audio cache, or both)."""
     model_loaded: bool
+    """Whether a segment needed the model (every other one was kept or came whole from the cache)."""
     joined: Path | None
 
     @property
