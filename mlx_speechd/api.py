@@ -321,7 +321,11 @@ class TTS:
 
     def __init__(self, config: EngineConfig) -> None:
         self._engine = Engine(config)
-        self.info: ModelInfo = self._engine.start()
+        try:
+            self.info: ModelInfo = self._engine.start()
+        except BaseException:  # Ctrl-C while loading, too: the engine thread must not outlive us
+            self._engine.close()
+            raise
         self.sample_rate = SAMPLE_RATE
 
     @property

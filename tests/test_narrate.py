@@ -233,23 +233,34 @@ def test_json_lines_from_stdin_with_per_segment_voices(
     assert (audio[-len(parts[2]) :] == parts[2]).all()
 
 
-def test_ctrl_c_leaves_a_consistent_manifest(tiny_base_ends: Path, voices: Path, tmp_path: Path) -> None:
+def _narrate_process(script: Path, out: Path, model: Path, voices: Path) -> subprocess.Popen[str]:
+    command = [EXECUTABLE, "narrate", str(script), "--out-dir", str(out), "--model", str(model)]
+    command += ["--voices-dir", str(voices), "--voice", "narrator", "--no-audio-cache", "--quiet"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _interrupt(process: subprocess.Popen[str]) -> str:
+    """SIGINT; the process's stderr once it has ended."""
+    assert process.poll() is None, "the narration ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    return stderr
+
+
+def test_ctrl_c_while_speaking_leaves_a_consistent_manifest(
+    tiny_base_ends: Path, voices: Path, tmp_path: Path
+) -> None:
     script = tmp_path / "script.md"
     script.write_text(markdown_script(), encoding="utf-8")
     out = tmp_path / "out"
-    command = [EXECUTABLE, "narrate", str(script), "--out-dir", str(out), "--model", str(tiny_base_ends)]
-    command += ["--voices-dir", str(voices), "--voice", "narrator", "--no-audio-cache", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = _narrate_process(script, out, tiny_base_ends, voices)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and process.poll() is None:
-            manifest = out / "manifest.json"
-            if manifest.is_file() and len(_manifest(out)["segments"]) >= 2:
+            if (out / "manifest.json").is_file() and len(_manifest(out)["segments"]) >= 2:
                 break
             time.sleep(0.05)
-        assert process.poll() is None, "the narration ended before it could be interrupted"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        stderr = _interrupt(process)
     finally:
         if process.poll() is None:
             process.kill()
@@ -265,6 +276,29 @@ def test_ctrl_c_leaves_a_consistent_manifest(tiny_base_ends: Path, voices: Path,
     assert result.kept == tuple(r["id"] for r in records)
     assert result.made == IDS[len(records) :] and not result.failed
     assert len(_check_consistent(out)) == 20
+
+
+def test_ctrl_c_while_the_model_loads(tiny_base_ends: Path, voices: Path, tmp_path: Path) -> None:
+    """SIGINT in the middle of loading the model (mlx-audio reports its codec loaded): the engine
+    thread is stopped before the process exits (it used to abort in MLX's C++ teardown)."""
+    script = tmp_path / "script.md"
+    script.write_text(markdown_script(), encoding="utf-8")
+    out = tmp_path / "out"
+    process = _narrate_process(script, out, tiny_base_ends, voices)
+    try:
+        assert process.stderr is not None
+        seen = []
+        while line := process.stderr.readline():
+            seen.append(line)
+            if line.startswith("Loaded speech tokenizer"):
+                break
+        stderr = "".join(seen) + _interrupt(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr[-3000:]
+    assert _check_consistent(out) == []  # the manifest is written before the model loads
 
 
 def test_a_segment_a_guard_ended_is_retried_once_and_reported(
