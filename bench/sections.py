@@ -37,6 +37,7 @@ class Plan:
     soak_requests: int
     soak_clients: int
     soak_per_client: int
+    audio_cache_rounds: int
     big_frames: int = 4
 
 
@@ -54,6 +55,7 @@ FULL = Plan(
     soak_requests=200,
     soak_clients=4,
     soak_per_client=10,
+    audio_cache_rounds=20,
 )
 QUICK = Plan(
     rounds=1,
@@ -69,6 +71,7 @@ QUICK = Plan(
     soak_requests=10,
     soak_clients=2,
     soak_per_client=1,
+    audio_cache_rounds=3,
 )
 
 
@@ -164,6 +167,17 @@ def cache(ctx: Context) -> Outcome:
     return Outcome(result, "Cache policy", report.cache_table(result))
 
 
+def audio_cache(ctx: Context) -> Outcome:
+    from .audio_cache import run_audio_cache
+
+    result = run_audio_cache(ctx.work, ctx.plan.audio_cache_rounds)
+    title = (
+        f"Audio cache over Wyoming: {result['rounds']} new sentences, each then asked for again "
+        "(tiny model whose sentences end by EOS)"
+    )
+    return Outcome(result, title, report.audio_cache_table(result))
+
+
 def soak(ctx: Context) -> Outcome:
     from .soak import run_soak
 
@@ -203,6 +217,7 @@ SECTIONS: dict[str, Section] = {
     "pipeline": Section(pipeline, in_process=True),
     "long": Section(long, in_process=True),
     "cache": Section(cache, in_process=True),
+    "audio_cache": Section(audio_cache),
     "soak": Section(soak),
     "cold": Section(cold, quick=False),
     "big": Section(big, quick=False),

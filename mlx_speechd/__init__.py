@@ -11,7 +11,18 @@ See docs/python.md. The daemon and command line are `mlx-speechd --help`.
 
 __version__ = "0.1.0"
 
-from .api import TTS, Audio, AudioChunk, EngineOptions, SpeechOptions, SynthesisStats, load
+from .api import (
+    TTS,
+    Audio,
+    AudioChunk,
+    EngineOptions,
+    NarrateOptions,
+    NarrationResult,
+    SpeechOptions,
+    SynthesisStats,
+    load,
+    narrate,
+)
 from .errors import (
     ClientTooSlowError,
     EngineClosedError,
@@ -34,6 +45,8 @@ __all__ = [
     "EngineOptions",
     "InvalidRequestError",
     "ModelLoadError",
+    "NarrateOptions",
+    "NarrationResult",
     "ProtocolError",
     "SpeechOptions",
     "SpeechdError",
@@ -42,4 +55,5 @@ __all__ = [
     "UnknownVoiceError",
     "__version__",
     "load",
+    "narrate",
 ]
