@@ -223,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("one-shot output (default: --play)")
     output.add_argument("--play", action="store_true", help="play through the default output device")
     output.add_argument("--device", help="output device name or index for --play")
-    output.add_argument("-o", "--output", metavar="FILE", help="write a WAV file")
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write a WAV file (whatever the extension; it appears once complete)",
+    )
     output.add_argument(
         "--raw", action="store_true", help="write 24 kHz 16-bit little-endian mono PCM to stdout"
     )
