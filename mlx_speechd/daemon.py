@@ -44,6 +44,7 @@ async def _main(settings: DaemonSettings, config: EngineConfig) -> int:
     engine = Engine(config)
     try:
         await _check_listeners(settings)
+        await asyncio.to_thread(engine.check)
         _LOGGER.info("Loading %s (a stop signal now exits at once)", ", ".join(config.models))
         await engine.astart()
     except SpeechdError as err:

@@ -185,6 +185,9 @@ def test_mistakes_are_reported_before_the_model_loads(tiny_custom_voice: Path, t
         taken.listen()
         uri = f"tcp://127.0.0.1:{taken.getsockname()[1]}"
         _before_loading(run_cli(*model, "--uri", uri), 1, f"--uri {uri}: Address already in use")
+    daemon = run_cli(*model, "--uri", "tcp://127.0.0.1:0", "--voice", "bob")
+    _before_loading(daemon, 1, "Unknown voice 'bob'")
+    assert "Loading" not in daemon.stderr.decode()  # the daemon says it before it starts loading
 
 
 def test_a_library_voice_passes_the_early_voice_check(tiny_custom_voice: Path, tmp_path: Path) -> None:
