@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="FILE",
-        help="write a WAV file (whatever the extension; it appears once complete)",
+        help="write the audio to FILE: FLAC for .flac, Ogg Vorbis for .ogg, else WAV (appears once complete)",
     )
     output.add_argument(
         "--raw", action="store_true", help="write 24 kHz 16-bit little-endian mono PCM to stdout"

@@ -12,12 +12,16 @@ import soundfile
 
 from .pcm import CHANNELS, SAMPLE_RATE
 
+_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+"""soundfile (format, subtype) by extension; other names get WAV."""
+
 
 class WavFile:
     """A reply's WAV file: written under a temporary name beside `path`, renamed to it once complete.
 
     A failed or cancelled reply leaves nothing under `path` (and an existing file there untouched).
-    The format is WAV whatever the name's extension; a directory is refused.
+    The format follows the extension: FLAC for `.flac`, Ogg Vorbis for `.ogg`, WAV for anything
+    else; a directory is refused.
     """
 
     def __init__(self, path: str) -> None:
@@ -31,8 +35,9 @@ class WavFile:
         except OSError as err:  # named after the file asked for, not the temporary one
             raise OSError(err.errno, err.strerror, path) from None
         try:
+            container, subtype = _FORMATS.get(os.path.splitext(name)[1].lower(), _FORMATS[".wav"])
             self._file = soundfile.SoundFile(
-                fd, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16", format="WAV"
+                fd, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype=subtype, format=container
             )
         except BaseException:
             os.close(fd)
