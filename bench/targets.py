@@ -132,12 +132,26 @@ def voices_targets(result: dict[str, Any], baseline: str) -> list[Target]:
     return targets
 
 
+def audio_cache_targets(result: dict[str, Any], baseline: str) -> list[Target]:
+    cached, fresh = result["cached"]["ttfa_median_s"], result["fresh"]["ttfa_median_s"]
+    return [
+        Target(
+            "Wyoming: first audio of a cached sentence (median)",
+            f"{cached * 1000:.1f} ms",
+            "<= 10 ms",
+            cached <= 0.010,
+        ),
+        Target("Wyoming: first audio of a fresh sentence (median)", f"{fresh * 1000:.1f} ms", "-", None),
+    ]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], list[Target]]] = {
     "compare": compare_targets,
     "pipeline": pipeline_targets,
     "long": long_targets,
     "soak": soak_targets,
     "cache": cache_targets,
+    "audio_cache": audio_cache_targets,
     "voices": voices_targets,
 }
 """Each section's targets, by section name (sections without targets are absent)."""
