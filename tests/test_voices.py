@@ -273,7 +273,7 @@ def test_design_errors_are_one_line_and_write_nothing(
     new = ["design", "bob", "--description", "A bright voice.", "--text", "Hi there."]
     cases = [
         ([*new, "--model", str(tiny_base)], "needs a VoiceDesign model"),
-        ([*new, "--model", str(tmp_path / "missing")], "does not exist"),
+        ([*new, "--model", str(tmp_path / "missing")], "No such folder"),
         ([*new, "--model", str(tiny_voice_design), "-o", str(tmp_path / "x.mp3")], "audio format"),
         ([*new, "--model", str(tiny_voice_design), "-o", str(tmp_path / "no" / "x.wav")], "does not exist"),
         (["design", "bob", "--model", str(tiny_voice_design), "--description", "A voice."], "give --text"),
