@@ -101,6 +101,8 @@ class BatchScheduler:
         self._decoders = [StreamingDecoder(model.decoder.copy(), window) for _ in range(max_batch)]
         self._batch = BatchGenerator(model, model.sampling(cloning=False))
         self._rows: dict[int, _Row] = {}
+        self._ahead: dict[int, RowFrame] = {}
+        """The next frames, queued before the current ones are taken (rows that joined since lack one)."""
         self._next_id = 0
 
     @property
@@ -148,21 +150,32 @@ class BatchScheduler:
             self._batch.remove(ident)
 
     def step(self) -> None:
-        """Drop stopped rows, then advance every other row one frame (chunks go out as they are due)."""
+        """Drop stopped rows, then hand every other row its next frame (chunks go out as they are due).
+
+        Pipelined as the single-stream loop is: the following frame's graph is built and queued
+        before this one is waited for, so a row that ends had one frame too many computed (dropped).
+        """
         for ident in [i for i, row in self._rows.items() if self._stop(row.request.job)]:
             self._leave(ident, "cancelled")
         if not self._rows:
+            self._ahead = {}
             return
         try:
-            frames = self._batch.step()
-            mx.async_eval([array for frame in frames.values() for array in (frame.token, frame.codes)])
+            frames = {i: frame for i, frame in self._ahead.items() if i in self._rows} or self._queue_step()
+            self._ahead = self._queue_step()
         except Exception as err:  # the whole batch is lost: every row's reply fails
             _LOGGER.exception("A batch step failed")
+            self._ahead = {}
             for ident in list(self._rows):
                 self._leave(ident, "failed", EngineFailure(f"synthesis failed: {err}"))
             return
         for ident, frame in frames.items():
             self._take(ident, frame)
+
+    def _queue_step(self) -> dict[int, RowFrame]:
+        frames = self._batch.step()
+        mx.async_eval([array for frame in frames.values() for array in (frame.token, frame.codes)])
+        return frames
 
     def _take(self, ident: int, frame: RowFrame) -> None:
         """Hand a row its (evaluated) frame; it leaves if that ended it."""
