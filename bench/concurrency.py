@@ -25,7 +25,7 @@ from wyoming.info import Describe
 
 from mlx_speechd.engine import AudioCacheSettings, Engine, EngineConfig, GuardSettings
 from mlx_speechd.engine.adapter import Qwen3Model
-from mlx_speechd.engine.batch import BatchGenerator
+from mlx_speechd.engine.batch import BatchGenerator, RowFrame
 from mlx_speechd.engine.fast_generation import generate_utterance_fast
 from mlx_speechd.engine.generation import GenerationSettings, Utterance
 from mlx_speechd.engine.loader import load_model
@@ -63,20 +63,28 @@ def _single(model: Qwen3Model, info: ModelInfo, frames: int) -> float:
     return frames / (time.perf_counter() - started)
 
 
+def _queue(batch: BatchGenerator) -> list[RowFrame]:
+    frames = list(batch.step().values())
+    mx.async_eval([a for frame in frames for a in (frame.token, frame.codes)])
+    return frames
+
+
 def _batched(model: Qwen3Model, rows: int, frames: int) -> float:
-    """Frames per second of `rows` rows (prefills included), taken as the engine takes them."""
+    """Frames per second of `rows` rows (prefills included), stepped as `BatchScheduler` steps them:
+    each row's first frame at its join, then the next step queued before this one's frames are read."""
     sampling = model.sampling(cloning=False)
     started = time.perf_counter()
     batch = BatchGenerator(model, sampling)
     for row in range(rows):
         prompt = model.prepare(TEXTS[row % 4], language="auto", speaker=VOICES[row % 4])
         first = batch.add(row, prompt, mx.random.key(row), sampling.repetition_penalty)
-        mx.eval(first.token, first.codes)
-    for _ in range(frames - 1):
-        step = batch.step()
-        mx.async_eval([a for frame in step.values() for a in (frame.token, frame.codes)])
-        for frame in step.values():
+        int(first.token)
+    ahead = _queue(batch)
+    for step in range(frames - 1):
+        current, ahead = ahead, (_queue(batch) if step < frames - 2 else [])
+        for frame in current:
             int(frame.token)
+            mx.eval(frame.codes)
     return rows * frames / (time.perf_counter() - started)
 
 
@@ -129,6 +137,8 @@ def engine_throughput(model: str, rounds: int, frames: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {}
     ttfa: dict[str, list[float]] = {}
     try:
+        for batch, count in variants:  # warm up: first requests, traces for every batch size
+            _concurrent(engines[batch], count)
         for _ in range(rounds):
             for batch, count in variants:
                 results, wall = _concurrent(engines[batch], count)
@@ -179,6 +189,8 @@ def wyoming_first_audio(model: str, rounds: int) -> dict[str, Any]:
         daemon = WyomingDaemon(model, "--max-batch", str(batch), "--no-audio-cache")
         try:
             daemon.wait_ready()
+            for count in (1, 4):  # warm up
+                asyncio.run(_first_audio(daemon, count))
             idle: list[float] = []
             busy: list[float] = []
             describes: list[float] = []

@@ -37,6 +37,8 @@ class Plan:
     soak_requests: int
     soak_clients: int
     soak_per_client: int
+    concurrency_rounds: int = 1
+    concurrency_frames: int = 24
     big_frames: int = 4
 
 
@@ -54,6 +56,8 @@ FULL = Plan(
     soak_requests=200,
     soak_clients=4,
     soak_per_client=10,
+    concurrency_rounds=5,
+    concurrency_frames=40,
 )
 QUICK = Plan(
     rounds=1,
@@ -172,6 +176,15 @@ def soak(ctx: Context) -> Outcome:
     return Outcome(result, "Soak", report.soak_table(result))
 
 
+def concurrency(ctx: Context) -> Outcome:
+    from .workers import run_worker
+
+    plan = ctx.plan
+    args = ["--model", ctx.model, "--rounds", str(plan.concurrency_rounds)]
+    result = run_worker("concurrency", [*args, "--frames", str(plan.concurrency_frames)], timeout=3600)
+    return Outcome(result, "Four requests at once", report.concurrency_table(result))
+
+
 def cold(ctx: Context) -> Outcome:
     from .cold_start import run_cold_start
 
@@ -204,6 +217,7 @@ SECTIONS: dict[str, Section] = {
     "long": Section(long, in_process=True),
     "cache": Section(cache, in_process=True),
     "soak": Section(soak),
+    "concurrency": Section(concurrency, quick=False),
     "cold": Section(cold, quick=False),
     "big": Section(big, quick=False),
 }
