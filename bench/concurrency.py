@@ -71,17 +71,17 @@ def _queue(batch: BatchGenerator) -> list[RowFrame]:
 
 def _batched(model: Qwen3Model, rows: int, frames: int) -> float:
     """Frames per second of `rows` rows (prefills included), stepped as `BatchScheduler` steps them:
-    each row's first frame at its join, then the next step queued before this one's frames are read."""
+    every frame queued before the one before it is read."""
     sampling = model.sampling(cloning=False)
     started = time.perf_counter()
     batch = BatchGenerator(model, sampling)
+    ahead = []
     for row in range(rows):
         prompt = model.prepare(TEXTS[row % 4], language="auto", speaker=VOICES[row % 4])
-        first = batch.add(row, prompt, mx.random.key(row), sampling.repetition_penalty)
-        int(first.token)
-    ahead = _queue(batch)
-    for step in range(frames - 1):
-        current, ahead = ahead, (_queue(batch) if step < frames - 2 else [])
+        ahead.append(batch.add(row, prompt, mx.random.key(row), sampling.repetition_penalty))
+        mx.async_eval(ahead[-1].token, ahead[-1].codes)
+    for step in range(frames):
+        current, ahead = ahead, (_queue(batch) if step < frames - 1 else [])
         for frame in current:
             int(frame.token)
             mx.eval(frame.codes)

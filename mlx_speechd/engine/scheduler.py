@@ -102,7 +102,7 @@ class BatchScheduler:
         self._batch = BatchGenerator(model, model.sampling(cloning=False))
         self._rows: dict[int, _Row] = {}
         self._ahead: dict[int, RowFrame] = {}
-        """The next frames, queued before the current ones are taken (rows that joined since lack one)."""
+        """Every row's next frame, queued (its first at its join, the others a step ahead)."""
         self._next_id = 0
 
     @property
@@ -118,7 +118,7 @@ class BatchScheduler:
         return any(row.request.job is job for row in self._rows.values())
 
     def join(self, request: RowRequest) -> None:
-        """Prefill the sentence alone and take its first frame; it steps with the batch from the next frame.
+        """Prefill the sentence alone and queue its first frame; it steps with the batch from the next frame.
 
         Raises (SpeechdError for bad input) without joining when its prompt cannot be built.
         """
@@ -136,7 +136,8 @@ class BatchScheduler:
         collector = FrameCollector(self._model, decoder, self._settings, None)
         cap = frame_cap(utt.text, self._settings.guards, self._info.max_frames)
         self._rows[ident] = _Row(request, collector, slot, cap)
-        self._take(ident, first)
+        mx.async_eval(first.token, first.codes)
+        self._ahead[ident] = first  # taken at the next step, once the frame after it is queued
 
     def warm_up(self, utt: Utterance) -> None:
         """Trace the batched frame for every batch size up to `max_batch` before serving."""
@@ -158,14 +159,12 @@ class BatchScheduler:
         for ident in [i for i, row in self._rows.items() if self._stop(row.request.job)]:
             self._leave(ident, "cancelled")
         if not self._rows:
-            self._ahead = {}
             return
+        frames = self._ahead
         try:
-            frames = {i: frame for i, frame in self._ahead.items() if i in self._rows} or self._queue_step()
             self._ahead = self._queue_step()
         except Exception as err:  # the whole batch is lost: every row's reply fails
             _LOGGER.exception("A batch step failed")
-            self._ahead = {}
             for ident in list(self._rows):
                 self._leave(ident, "failed", EngineFailure(f"synthesis failed: {err}"))
             return
@@ -200,6 +199,7 @@ class BatchScheduler:
         """Remove a row now (its KV cache goes with it); store EOS-ended audio; tell the engine."""
         row = self._rows.pop(ident)
         self._batch.remove(ident)
+        self._ahead.pop(ident, None)
         request = row.request
         if error is None:
             request.job.sentence_done(reason)
