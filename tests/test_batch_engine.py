@@ -190,8 +190,7 @@ def test_replies_keep_their_sentence_order(engine: Engine) -> None:
 
 
 def test_max_batch_1_is_the_one_sentence_path(tiny_custom_voice: Path) -> None:
-    """The default generates one sentence at a time: the single-stream loop's audio for the seed."""
-    assert EngineConfig().max_batch == 1
+    """max_batch 1 generates one sentence at a time: the single-stream loop's audio for the seed."""
     for engine in _engine(tiny_custom_voice, max_batch=1, warmup=False):
         served = _alone(engine, "Bit for bit.", seed=21)
     model, info = load_model(str(tiny_custom_voice))

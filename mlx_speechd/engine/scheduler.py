@@ -196,10 +196,11 @@ class BatchScheduler:
             self._leave(ident, "failed", EngineFailure(f"synthesis failed: {err}"))
 
     def _leave(self, ident: int, reason: str, error: SpeechdError | None = None) -> None:
-        """Remove a row now (its KV cache goes with it); store EOS-ended audio; tell the engine."""
+        """Remove a row now (its KV caches go with it); store EOS-ended audio; tell the engine."""
         row = self._rows.pop(ident)
         self._batch.remove(ident)
         self._ahead.pop(ident, None)
+        self._decoders[row.slot].reset()  # its window cache goes too
         request = row.request
         if error is None:
             request.job.sentence_done(reason)

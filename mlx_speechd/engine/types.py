@@ -171,7 +171,7 @@ class EngineConfig:
     """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
     audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
-    max_batch: int = 1
+    max_batch: int = 4
     """Sentences (of different replies) generated together in lockstep per model; 1 generates one
     sentence at a time (engine/scheduler.py says how seeding differs)."""
 
