@@ -36,7 +36,7 @@ def main() -> None:
             name, _, rest = spec.partition("=")
             checkout, _, options = rest.partition(":")
             # `python -m` puts its working folder first on the path: start each daemon in its checkout
-            os.chdir(Path(checkout).resolve())
+            os.chdir((here / checkout).resolve())
             os.environ["PYTHONPATH"] = str(Path.cwd())  # the daemon's environment copies it
             daemons[name] = StdioDaemon(model, "--no-audio-cache", *filter(None, options.split(",")))
         os.chdir(here)

@@ -92,9 +92,9 @@ class FrameCollector:
         self._started = time.perf_counter()
 
     def take(self, token: mx.array, codes: mx.array) -> tuple[GeneratedChunk | None, str | None]:
-        """Add a frame (first code `token`, all codes [1, groups]); return a chunk if one is due,
+        """Add a frame (first code `token` [1, 1], all codes [1, groups]); return a chunk if one is due,
         and why to stop, if the utterance should."""
-        token_id = int(token.reshape(-1)[0])  # waits for the frame
+        token_id = int(token[0, 0])  # waits for the frame
         if token_id == self._eos:
             return None, "eos"
         finish = self._guard.add_token(token_id)

@@ -181,7 +181,7 @@ class BatchScheduler:
         row = self._rows[ident]
         try:
             mx.eval(frame.token, frame.codes)
-            chunk, finish = row.collector.take(frame.token, frame.codes[None])
+            chunk, finish = row.collector.take(frame.token.reshape(1, 1), frame.codes[None])
             row.taken += 1
             if chunk is not None:
                 row.deliver(chunk)
