@@ -44,7 +44,7 @@ TEXTS = (
     "Playing some quiet jazz in the living room.",
 )
 VOICES = ("ryan", "vivian", "serena", "aiden")
-BATCH_SIZES = (2, 4, 8)
+BATCH_SIZES = (1, 2, 4, 8)
 
 
 def _guards(frames: int) -> GuardSettings:
