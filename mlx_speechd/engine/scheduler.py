@@ -15,6 +15,7 @@ that seed; the audio cache keys the two apart. Runs on the engine thread only.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ class _Row:
         if chunk.audio.size:
             self.pieces.append(float_to_pcm16(chunk.audio))
             job.emit(self.pieces[-1], self.request.index, chunk.frames, chunk.compute_seconds)
+            time.sleep(0)  # let the chunk's receiver run now (see generate_utterance)
         self.frames += chunk.frames
         job.account(chunk.frames, chunk.compute_seconds, mx.get_peak_memory())
 
