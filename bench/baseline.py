@@ -21,9 +21,9 @@ def load_mlx_audio_model(path: str) -> Any:
     """Load the model the way mlx-audio users do."""
     from mlx_audio.tts.utils import load_model
 
-    from mlx_speechd.engine.loader import stdout_to_stderr
+    from mlx_speechd.engine.loader import library_output_to_debug
 
-    with stdout_to_stderr():  # mlx-audio prints while loading
+    with library_output_to_debug():  # mlx-audio prints while loading
         return load_model(path)
 
 

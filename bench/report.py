@@ -152,6 +152,23 @@ def cache_table(result: dict[str, Any]) -> str:
     )
 
 
+def audio_cache_table(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            f"{s['ttfa_median_s'] * 1000:.1f}",
+            f"{s['ttfa_p90_s'] * 1000:.1f}",
+            f"{s['ttfa_max_s'] * 1000:.1f}",
+            ms(s["end_median_s"]),
+            f"{s['audio_median_s']:.2f}",
+        ]
+        for name, s in (("fresh sentence", result["fresh"]), ("same sentence again", result["cached"]))
+    ]
+    return table(
+        ["request", "first audio ms median", "p90", "max", "whole reply ms median", "audio s median"], rows
+    )
+
+
 def cold_table(results: list[dict[str, Any]]) -> str:
     rows = [
         [

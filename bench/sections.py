@@ -37,6 +37,7 @@ class Plan:
     soak_requests: int
     soak_clients: int
     soak_per_client: int
+    audio_cache_rounds: int
     concurrency_rounds: int = 1
     concurrency_frames: int = 24
     big_frames: int = 4
@@ -56,6 +57,7 @@ FULL = Plan(
     soak_requests=200,
     soak_clients=4,
     soak_per_client=10,
+    audio_cache_rounds=20,
     concurrency_rounds=5,
     concurrency_frames=40,
 )
@@ -73,6 +75,7 @@ QUICK = Plan(
     soak_requests=10,
     soak_clients=2,
     soak_per_client=1,
+    audio_cache_rounds=3,
 )
 
 
@@ -168,6 +171,17 @@ def cache(ctx: Context) -> Outcome:
     return Outcome(result, "Cache policy", report.cache_table(result))
 
 
+def audio_cache(ctx: Context) -> Outcome:
+    from .audio_cache import run_audio_cache
+
+    result = run_audio_cache(ctx.work, ctx.plan.audio_cache_rounds)
+    title = (
+        f"Audio cache over Wyoming: {result['rounds']} new sentences, each then asked for again "
+        "(tiny model whose sentences end by EOS)"
+    )
+    return Outcome(result, title, report.audio_cache_table(result))
+
+
 def soak(ctx: Context) -> Outcome:
     from .soak import run_soak
 
@@ -216,6 +230,7 @@ SECTIONS: dict[str, Section] = {
     "pipeline": Section(pipeline, in_process=True),
     "long": Section(long, in_process=True),
     "cache": Section(cache, in_process=True),
+    "audio_cache": Section(audio_cache),
     "soak": Section(soak),
     "concurrency": Section(concurrency, quick=False),
     "cold": Section(cold, quick=False),

@@ -143,6 +143,19 @@ def concurrency_targets(result: dict[str, Any], baseline: str) -> list[Target]:
     ]
 
 
+def audio_cache_targets(result: dict[str, Any], baseline: str) -> list[Target]:
+    cached, fresh = result["cached"]["ttfa_median_s"], result["fresh"]["ttfa_median_s"]
+    return [
+        Target(
+            "Wyoming: first audio of a cached sentence (median)",
+            f"{cached * 1000:.1f} ms",
+            "<= 10 ms",
+            cached <= 0.010,
+        ),
+        Target("Wyoming: first audio of a fresh sentence (median)", f"{fresh * 1000:.1f} ms", "-", None),
+    ]
+
+
 CHECKS: dict[str, Callable[[dict[str, Any], str], list[Target]]] = {
     "compare": compare_targets,
     "pipeline": pipeline_targets,
@@ -150,6 +163,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], list[Target]]] = {
     "soak": soak_targets,
     "cache": cache_targets,
     "concurrency": concurrency_targets,
+    "audio_cache": audio_cache_targets,
 }
 """Each section's targets, by section name (sections without targets are absent)."""
 

@@ -11,8 +11,20 @@ See docs/python.md. The daemon and command line are `mlx-speechd --help`.
 
 __version__ = "0.1.0"
 
-from .api import TTS, Audio, AudioChunk, EngineOptions, SpeechOptions, SynthesisStats, load
+from .api import (
+    TTS,
+    Audio,
+    AudioChunk,
+    EngineOptions,
+    NarrateOptions,
+    NarrationResult,
+    SpeechOptions,
+    SynthesisStats,
+    load,
+    narrate,
+)
 from .errors import (
+    ClientTooSlowError,
     EngineClosedError,
     EngineFailure,
     InvalidRequestError,
@@ -27,11 +39,14 @@ __all__ = [
     "TTS",
     "Audio",
     "AudioChunk",
+    "ClientTooSlowError",
     "EngineClosedError",
     "EngineFailure",
     "EngineOptions",
     "InvalidRequestError",
     "ModelLoadError",
+    "NarrateOptions",
+    "NarrationResult",
     "ProtocolError",
     "SpeechOptions",
     "SpeechdError",
@@ -40,4 +55,5 @@ __all__ = [
     "UnknownVoiceError",
     "__version__",
     "load",
+    "narrate",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +23,9 @@ import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, pcm16_to_float
 from .engine.engine import Engine
+from .engine.loader import resolve_model_path
 from .engine.reply import Reply
+from .engine.sentence_cache import open_audio_cache
 from .engine.types import (
     DEFAULT_AUDIO_CACHE_SIZE,
     DEFAULT_MODEL,
@@ -40,6 +42,8 @@ from .engine.types import (
     VoiceSettings,
 )
 from .errors import InvalidRequestError
+from .narration.runner import AudioFormat, LazyTTS, Narration, NarrationResult, NarrationSettings
+from .narration.script import Segment, make_segments, read_script
 from .settings import parse_size
 from .voices.store import default_voices_dir
 
@@ -85,6 +89,11 @@ class EngineOptions(TypedDict, total=False):
     cache_policy: CachePolicy | str
     cache_limit_mb: int
     max_text_chars: int
+    max_sentence_chars: int
+    max_unsent_seconds: float
+    """Unread audio a stream may hold before the engine starts no new sentence for it."""
+    stall_timeout: float
+    """Seconds a held stream may go unread before it is cancelled (ClientTooSlowError)."""
     decoder_window: int | None
     guards: GuardSettings
     voice: str
@@ -98,6 +107,28 @@ class EngineOptions(TypedDict, total=False):
     max_batch: int
     """Sentences of concurrent replies generated together per model (1: one at a time)."""
 
+
+class NarrateOptions(TypedDict, total=False):
+    """Keyword arguments of `narrate` and `TTS.narrate`."""
+
+    format: str
+    """Segment files' format: "wav" (default) or "flac"."""
+    join: str | os.PathLike[str]
+    """Also write all segments into this one file (.wav or .flac)."""
+    pause: float
+    """Seconds of silence between segments in the joined file (default 0.5)."""
+    voice: str
+    language: str
+    instruct: str
+    seed: int
+    """Defaults for segments that do not set their own."""
+    progress: bool
+    """Draw a progress bar on stderr when it is a terminal (default False)."""
+
+
+Script = Iterable[str | Segment] | str | os.PathLike[str]
+"""Texts and segments (`mlx_speechd.narration.Segment`; texts are numbered 001, 002, ...), or a
+script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
 VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
@@ -160,6 +191,65 @@ def load(
     return TTS(engine_config(model, options))
 
 
+def narrate(
+    script: Script,
+    out_dir: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    load: EngineOptions | None = None,
+    **options: Unpack[NarrateOptions],
+) -> NarrationResult:
+    """Narrate `script` into `out_dir` (docs/narration.md), loading the model only when some
+    segment is neither there already nor in the audio cache; `load` holds `load()`'s options
+    (voice library, reference audio, audio cache, ...)."""
+    segments = _segments(script)  # a bad script is reported before anything is loaded
+    config = engine_config(model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL, load or {})
+    speaker = LazyTTS(lambda: TTS(config))
+    try:
+        return _narrate(segments, out_dir, options, config, resolve_model_path(config.model), speaker)
+    finally:
+        if speaker.tts is not None:
+            speaker.tts.close()
+
+
+def _narrate(
+    segments: Sequence[Segment],
+    out_dir: str | os.PathLike[str],
+    options: NarrateOptions,
+    config: EngineConfig,
+    model_path: Path,
+    speaker: LazyTTS,
+) -> NarrationResult:
+    _check_keys("narrate", options, NarrateOptions)
+    join = options.get("join")
+    try:
+        audio_format = AudioFormat(options.get("format", "wav"))
+    except ValueError as err:
+        raise InvalidRequestError(f"unknown audio format {options.get('format')!r}: use wav or flac") from err
+    settings = NarrationSettings(
+        format=audio_format,
+        join=Path(join).expanduser() if join is not None else None,
+        pause=options.get("pause", 0.5),
+        voice=options.get("voice"),
+        language=options.get("language"),
+        instruct=options.get("instruct"),
+        seed=options.get("seed"),
+    )
+    store = open_audio_cache(config.audio_cache)
+    try:
+        narration = Narration(Path(out_dir).expanduser(), settings, config, model_path, speaker, store)
+        return narration.run(segments, options.get("progress", False))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _segments(script: Script) -> Sequence[Segment]:
+    if isinstance(script, str | os.PathLike):
+        return read_script(os.fspath(script))
+    return make_segments(script)
+
+
 def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
     """The engine configuration for `load`'s arguments (TypeError for an unknown one)."""
     _check_keys("load", options, EngineOptions)
@@ -186,6 +276,9 @@ def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
             cache_limit_mb=options.get("cache_limit_mb", 1024),
             decoder_window=options.get("decoder_window"),
             max_text_chars=options.get("max_text_chars", 10000),
+            max_sentence_chars=options.get("max_sentence_chars", EngineConfig.max_sentence_chars),
+            max_unsent_seconds=options.get("max_unsent_seconds", EngineConfig.max_unsent_seconds),
+            stall_timeout=options.get("stall_timeout", EngineConfig.stall_timeout),
             warmup=options.get("warmup", True),
             audio_cache=_audio_cache(options),
             max_batch=options.get("max_batch", EngineConfig.max_batch),
@@ -239,7 +332,11 @@ class TTS:
 
     def __init__(self, config: EngineConfig) -> None:
         self._engine = Engine(config)
-        self.info: ModelInfo = self._engine.start()
+        try:
+            self.info: ModelInfo = self._engine.start()
+        except BaseException:  # Ctrl-C while loading, too: the engine thread must not outlive us
+            self._engine.close()
+            raise
         self.sample_rate = SAMPLE_RATE
 
     @property
@@ -268,6 +365,15 @@ class TTS:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def narrate(
+        self, script: Script, out_dir: str | os.PathLike[str], **options: Unpack[NarrateOptions]
+    ) -> NarrationResult:
+        """Narrate `script` into `out_dir` with this model (docs/narration.md)."""
+        segments = _segments(script)
+        return _narrate(
+            segments, out_dir, options, self._engine.config, self.info.path, LazyTTS(lambda: self)
+        )
 
     def generate(self, text: Text, **speech: Unpack[SpeechOptions]) -> Audio:
         """Speak a whole text (or all of an iterable's pieces) and return the audio."""
@@ -390,7 +496,10 @@ __all__ = [
     "Audio",
     "AudioChunk",
     "EngineOptions",
+    "NarrateOptions",
+    "NarrationResult",
     "SpeechOptions",
     "SynthesisStats",
     "load",
+    "narrate",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import math
 import os
@@ -229,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("one-shot output (default: --play)")
     output.add_argument("--play", action="store_true", help="play through the default output device")
     output.add_argument("--device", help="output device name or index for --play")
-    output.add_argument("-o", "--output", metavar="FILE", help="write a WAV file")
+    output.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the audio to FILE: FLAC for .flac, Ogg Vorbis for .ogg, else WAV (appears once complete)",
+    )
     output.add_argument(
         "--raw", action="store_true", help="write 24 kHz 16-bit little-endian mono PCM to stdout"
     )
@@ -376,7 +382,8 @@ def setup_logging(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in _SUBCOMMANDS:
-        return _SUBCOMMANDS[argv[0]](argv[1:])
+        command: Callable[[list[str]], int] = importlib.import_module(_SUBCOMMANDS[argv[0]], __package__).main
+        return command(argv[1:])
     parser = build_parser()
     try:
         sources = apply_defaults(parser, _config_path(argv), os.environ)
@@ -428,51 +435,15 @@ def _stdio_wanted(argv: list[str], parser: argparse.ArgumentParser) -> bool:
     return bool(pre.parse_known_args(argv)[0].stdio or parser.get_default("stdio"))
 
 
-def _make_test_model(argv: list[str]) -> int:
-    from .testing.__main__ import main
-
-    return main(argv)
-
-
-def _check(argv: list[str]) -> int:
-    from .healthcheck import main
-
-    return main(argv)
-
-
-def _download(argv: list[str]) -> int:
-    from .download import main
-
-    return main(argv)
-
-
-def _cache(argv: list[str]) -> int:
-    from .cache.cli import main
-
-    return main(argv)
-
-
-def _narrate(argv: list[str]) -> int:
-    from .narration.cli import main
-
-    return main(argv)
-
-
-def _voice(argv: list[str]) -> int:
-    from .voices.cli import main
-
-    return main(argv)
-
-
-_SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "check": _check,
-    "download": _download,
-    "make-test-model": _make_test_model,
-    "cache": _cache,
-    "voice": _voice,
-    "narrate": _narrate,
+_SUBCOMMANDS: dict[str, str] = {
+    "check": ".healthcheck",
+    "download": ".download",
+    "make-test-model": ".testing.__main__",
+    "cache": ".cache.cli",
+    "voice": ".voices.cli",
+    "narrate": ".narration.cli",
 }
-"""Subcommands with their own parsers, imported only when used."""
+"""Subcommands with their own parsers: the module whose `main(argv)` runs each, imported only when used."""
 
 
 def _config_path(argv: list[str]) -> str | None:

@@ -4,7 +4,7 @@ Shutdown rule: the first SIGTERM/SIGINT stops accepting requests and cancels the
 flight; every client gets a proper end of its reply; the process exits 0. A second signal
 exits at once with status 1. A signal while the model loads exits at once with status 0
 (there is nothing to wind down yet). A front end that cannot start (port in use, bad --uri)
-is one error line and status 1.
+is one error line and status 1, found before the model loads.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, BinaryIO
 
-from .engine import Engine, EngineConfig, SpeechdError
+from .engine import Engine, EngineConfig, InvalidRequestError, SpeechdError
 from .settings import DaemonSettings
 from .stdout import claim_stdout, print_error
 
@@ -41,16 +41,14 @@ async def _main(settings: DaemonSettings, config: EngineConfig) -> int:
     # stdio: take stdout for protocol lines before the model loads (libraries print while loading).
     protocol_out = claim_stdout() if settings.stdio is not None else None
     signals = _StopSignals()
-    _LOGGER.info("Loading %s (a stop signal now exits at once)", ", ".join(config.models))
     engine = Engine(config)
     try:
+        await _check_listeners(settings)
+        await asyncio.to_thread(engine.check)
+        _LOGGER.info("Loading %s (a stop signal now exits at once)", ", ".join(config.models))
         await engine.astart()
     except SpeechdError as err:
-        print_error(err)
-        if protocol_out is not None:
-            from .frontends.stdio_server import write_startup_error
-
-            write_startup_error(protocol_out, err)
+        _startup_failed(err, protocol_out)
         engine.close()
         return 1
     signals.started()
@@ -59,6 +57,30 @@ async def _main(settings: DaemonSettings, config: EngineConfig) -> int:
     finally:
         await asyncio.to_thread(engine.close)
         _LOGGER.info("Stopped")
+
+
+async def _check_listeners(settings: DaemonSettings) -> None:
+    """Before the model loads: InvalidRequestError for a listener that cannot start (port in use, ...)."""
+    if settings.wyoming is None:
+        return
+    from .frontends.wyoming_server import check_listener
+
+    for uri in settings.wyoming.uris:
+        try:
+            await asyncio.to_thread(check_listener, uri)
+        except OSError as err:
+            raise InvalidRequestError(f"--uri {uri}: {err.strerror or err}") from err
+        except ValueError as err:
+            raise InvalidRequestError(str(err)) from err
+
+
+def _startup_failed(err: SpeechdError, protocol_out: BinaryIO | None) -> None:
+    """One error line on stderr, and one for a stdio client."""
+    print_error(err)
+    if protocol_out is not None:
+        from .frontends.stdio_server import write_startup_error
+
+        write_startup_error(protocol_out, err)
 
 
 async def _serve(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .engine import DEFAULT_MODEL, ModelLoadError
-from .engine.loader import HUB_FILES, looks_local, not_cached_message
+from .engine.loader import HUB_FILES, check_qwen3_tts, first_line, looks_local, not_cached_message
 from .stdout import print_error
 
 
@@ -27,28 +26,10 @@ def download(model: str) -> Path:
     try:
         path = Path(snapshot_download(model, allow_patterns=HUB_FILES))
     except (HfHubHTTPError, OSError) as err:
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"download failed: {_flat(err)}"
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"download failed: {first_line(err)}"
         raise ModelLoadError(not_cached_message(model, why)) from err
-    _check_qwen3_tts(model, path)
+    check_qwen3_tts(model, path)
     return path
-
-
-def _check_qwen3_tts(model: str, path: Path) -> None:
-    try:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError) as err:
-        raise ModelLoadError(
-            f"Downloaded '{model}' to {path}, but its config.json is unreadable: {err}"
-        ) from err
-    if model_type != "qwen3_tts":
-        raise ModelLoadError(
-            f"Downloaded '{model}' to {path}, but it is not a Qwen3-TTS model (model_type is "
-            f"{model_type!r}); mlx-speechd runs Qwen3-TTS 12 Hz models."
-        )
-
-
-def _flat(err: Exception) -> str:
-    return " ".join(str(err).split())
 
 
 def build_parser() -> argparse.ArgumentParser:

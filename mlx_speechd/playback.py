@@ -14,6 +14,23 @@ class PlaybackError(Exception):
     """No usable audio output (PortAudio missing, no device, device busy)."""
 
 
+NO_DEVICE = "no audio output device found (see docs/troubleshooting.md)"
+
+
+def _device_error(sd: Any, device: str | int | None, err: Exception, what: str) -> PlaybackError:
+    """PortAudio's error as a PlaybackError; "Error querying device -1" (no default output) said plainly."""
+    if device is None and _default_output(sd) < 0:
+        return PlaybackError(NO_DEVICE)
+    return PlaybackError(f"{what}: {err}")
+
+
+def _default_output(sd: Any) -> int:
+    try:
+        return int(sd.default.device[1])
+    except (TypeError, ValueError, IndexError):
+        return 0  # a named default device
+
+
 def _sounddevice() -> Any:
     try:
         import sounddevice
@@ -55,7 +72,8 @@ class Player:
             )
             stream.start()
         except (sd.PortAudioError, ValueError) as err:
-            raise PlaybackError(f"cannot open audio output device {self._device or ''}: {err}") from err
+            what = f"cannot open audio output device {self._device or ''}".rstrip()
+            raise _device_error(sd, self._device, err, what) from err
         _LOGGER.debug("Playing on %s", stream.device)
         return stream
 
@@ -80,4 +98,4 @@ def check_output_device(device: str | int | None = None) -> None:
     try:
         sd.check_output_settings(device=device, channels=CHANNELS, dtype="int16", samplerate=SAMPLE_RATE)
     except (sd.PortAudioError, ValueError) as err:
-        raise PlaybackError(f"no usable audio output device: {err}") from err
+        raise _device_error(sd, device, err, "no usable audio output device") from err

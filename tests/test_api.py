@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -215,3 +216,21 @@ def test_closed_tts_refuses_work(tiny_custom_voice: Path) -> None:
     with pytest.raises(mlx_speechd.EngineClosedError) as err:
         tts.generate("Too late.", voice="ryan")
     assert err.value.code == "engine-closed"
+
+
+def test_a_stream_left_unread_is_cancelled_after_the_stall_timeout(
+    tiny_custom_voice: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`load(max_unsent_seconds=..., stall_timeout=...)`: a consumer that stops taking chunks holds at most
+    a sentence or two of audio, then gets ClientTooSlowError."""
+    with mlx_speechd.load(tiny_custom_voice, warmup=False, max_unsent_seconds=1.0, stall_timeout=1.0) as tts:
+        chunks = tts.stream("One. Two. Three. Four. Five. Six.", voice="ryan")
+        first = next(chunks)
+        deadline = time.monotonic() + 60
+        while "the client read no audio" not in caplog.text:
+            assert time.monotonic() < deadline, "the unread stream was never cancelled"
+            time.sleep(0.1)
+        taken = [first]
+        with pytest.raises(mlx_speechd.ClientTooSlowError):
+            taken.extend(chunks)
+        assert {chunk.sentence for chunk in taken} <= {0, 1}  # not the six asked for

@@ -55,10 +55,19 @@ def test_quick_run_prints_every_table(quick_run: tuple[str, dict[str, Any]]) -> 
         "## Long utterance",
         "## Cache policy",
         "## Soak",
+        "## Audio cache over Wyoming",
     ):
         assert heading in stdout
     assert "## Targets" in stdout
-    assert set(results["seconds"]) == {"compare", "pipeline", "long", "cache", "soak", "targets"}
+    assert set(results["seconds"]) == {
+        "compare",
+        "pipeline",
+        "long",
+        "cache",
+        "audio_cache",
+        "soak",
+        "targets",
+    }
     assert "cold" not in results and "big" not in results  # skipped in quick mode
 
 
@@ -118,6 +127,20 @@ def test_pipeline_long_utterance_cache_and_soak_sections(quick_run: tuple[str, d
     assert all(c["rss_bytes"] > 10e6 for c in soak["checkpoints"])
     assert soak["concurrent"]["requests"] == 2 and _positive(soak["concurrent"]["ttfa_median_s"])
     assert {t["name"] for t in results["targets"]} >= {"engine: frames in the first chunk"}
+
+
+def test_audio_cache_section(quick_run: tuple[str, dict[str, Any]]) -> None:
+    """Each new sentence and its repeat: the same audio, first audio measured for both."""
+    _, results = quick_run
+    section = results["audio_cache"]
+    for kind in ("fresh", "cached"):
+        requests = section["requests"][kind]
+        assert len(requests) == section["rounds"] == 3
+        assert _positive(section[kind]["ttfa_median_s"]) and _positive(section[kind]["audio_median_s"])
+    for fresh, cached in zip(section["requests"]["fresh"], section["requests"]["cached"], strict=True):
+        assert sum(size for _, size in fresh["arrivals"]) == sum(size for _, size in cached["arrivals"])
+    names = {t["name"] for t in results["targets"]}
+    assert "Wyoming: first audio of a cached sentence (median)" in names
 
 
 def test_ttfa_over_engine_pairs_requests_by_round() -> None:

@@ -44,7 +44,7 @@ def js_tools(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed: cannot install Bun and TypeScript from the npm registry")
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
     folder = cache.mkdir("mlx-speechd-js-tools") if cache is not None else tmp_path_factory.mktemp("js")
     bins = folder / "node_modules" / ".bin"
     if not ((bins / "bun").exists() and (bins / "tsc").exists()):

@@ -266,7 +266,9 @@ def test_repetition_and_silence_guards() -> None:
 
 def test_repetition_guard_ends_the_utterance(tiny_custom_voice: Path) -> None:
     """A guard that fires ends the utterance cleanly, with the reason in the stats."""
-    engine = next(_engine(tiny_custom_voice, guards=GuardSettings(repetition_frames=3), warmup=False))
+    # one sentence, as written: LONG_TEXT is longer than the default cut (max_sentence_chars)
+    guards = GuardSettings(repetition_frames=3)
+    engine = next(_engine(tiny_custom_voice, guards=guards, warmup=False, max_sentence_chars=len(LONG_TEXT)))
     try:
         reply = engine.reply(ReplyOptions(seed=1))
         reply.speak(LONG_TEXT)
@@ -326,7 +328,7 @@ def test_base_model_clones_reference_audio(tiny_base: Path, tmp_path: Path) -> N
 
 def test_missing_local_model_is_a_clear_error(tmp_path: Path) -> None:
     engine = Engine(EngineConfig(model=str(tmp_path / "nope")))
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    with pytest.raises(ModelLoadError, match="No such folder"):
         engine.start()
 
 

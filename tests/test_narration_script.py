@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlx_speechd.engine import SpeechdError
-from mlx_speechd.narration import ScriptError, ScriptKind, Segment, parse_script, read_script
+from mlx_speechd.narration import ScriptError, ScriptKind, Segment, make_segments, parse_script, read_script
 
 MARKDOWN = """\
 # Chapter *One*
@@ -170,3 +170,16 @@ def test_many_problems_are_capped_in_the_message() -> None:
     with pytest.raises(ScriptError) as caught:
         parse_script("{}\n" * 25, ScriptKind.JSONL)
     assert "25 problem(s)" in str(caught.value) and "... and 5 more" in str(caught.value)
+
+
+def test_make_segments_numbers_texts_and_checks_ids() -> None:
+    segments = make_segments(["First  text.", Segment("outro", "Last\ntext.", voice="ryan")])
+    assert segments == (Segment("001", "First text."), Segment("outro", "Last text.", voice="ryan"))
+    with pytest.raises(ScriptError, match="repeats"):
+        make_segments(["One.", Segment("001", "Two.")])
+    with pytest.raises(ScriptError, match="not a safe file name"):
+        make_segments([Segment("../up", "Text.")])
+    with pytest.raises(ScriptError, match="empty"):
+        make_segments(["  "])
+    with pytest.raises(ScriptError, match="nothing to speak"):
+        make_segments([])

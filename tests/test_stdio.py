@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -459,7 +460,7 @@ def test_stdout_carries_only_protocol_lines(daemon: Daemon) -> None:
     assert "chatty library: print() to stdout" in stderr
     assert "chatty C library: write(1, ...)" in stderr
     assert "chatty library warning" in stderr
-    assert "Loaded speech tokenizer" in stderr  # mlx-audio's own print while loading
+    assert "Loaded speech tokenizer" not in stderr  # mlx-audio prints while loading: DEBUG lines
 
 
 # ---- daemons of their own: end of input, signals, a vanished client ----
@@ -533,6 +534,55 @@ def test_a_closed_stdout_ends_the_daemon_quietly(tiny_custom_voice: Path, tmp_pa
         tail = stderr.read_bytes()[log_before:].decode(errors="replace")
         assert "Traceback" not in tail and "BrokenPipe" not in tail, tail
         assert len(tail.splitlines()) < 10, tail
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_parent_that_stops_reading_stdout_holds_the_reply_then_gets_client_too_slow(
+    tiny_custom_voice: Path, tmp_path: Path
+) -> None:
+    """The parent asks for a minute of audio and reads nothing: the engine synthesizes only what fills
+    the pipe and the reply's unsent allowance, cancels the reply after the stall timeout, and the
+    parent gets the audio held so far, then an error line; the daemon serves on."""
+    stderr = tmp_path / "stderr.log"
+    command = [str(Path(sys.executable).parent / "mlx-speechd"), "--model", str(tiny_custom_voice), "--stdio"]
+    with stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [*command, "--max-unsent-seconds", "1", "--stall-timeout", "2"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    assert process.stdin is not None and process.stdout is not None
+
+    def send(request: dict[str, Any]) -> None:
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(request).encode() + b"\n")
+        process.stdin.flush()
+
+    try:
+        assert json.loads(process.stdout.readline())["type"] == "ready"
+        send({"type": "synthesize", "id": "unread", "text": LONG_TEXT})
+        deadline = time.monotonic() + TIMEOUT
+        while (spoken := re.search(r"Reply 1: .* in (\d+) sentence\(s\)", stderr.read_text())) is None:
+            assert time.monotonic() < deadline, stderr.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        assert "Reply 1: the client read no audio for" in stderr.read_text()
+        assert int(spoken[1]) <= 3, spoken  # of the 40 asked for
+        messages: list[dict[str, Any]] = []  # the parent reads again: the held audio, then the error
+        while not messages or messages[-1]["type"] not in FINAL:
+            messages.append(json.loads(process.stdout.readline()))
+        assert messages[-1]["id"] == "unread" and messages[-1]["code"] == "client-too-slow", messages[-1]
+        assert 0 < len(audio_of(messages)) <= int(spoken[1]) * SENTENCE_BYTES
+        send({"type": "synthesize", "id": "next", "text": "Next."})
+        while (message := json.loads(process.stdout.readline()))["type"] not in FINAL:
+            pass
+        assert message["type"] == "done" and message["id"] == "next", message
+        process.stdin.close()
+        assert process.wait(timeout=TIMEOUT) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -18,7 +18,7 @@ import pytest
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncClient, AsyncTcpClient, AsyncUnixClient
 from wyoming.error import Error
-from wyoming.event import Event, async_read_event
+from wyoming.event import Event, async_read_event, async_write_event
 from wyoming.info import Describe, Info
 from wyoming.tts import (
     Synthesize,
@@ -44,7 +44,8 @@ ZEROCONF_NAME = "mlx-speechd-" + "x" * 60
 """Longer than the 63 bytes an mDNS label may have: advertising it fails, whatever the network."""
 IDLE_TIMEOUT = 2.0
 EVENT_TIMEOUT = 1.0
-"""The guarded daemon's --idle-timeout and --event-timeout (seconds)."""
+STALL_TIMEOUT = 3.0
+"""The guarded daemon's --idle-timeout, --event-timeout and --stall-timeout (seconds)."""
 READ_TIMEOUT = 60.0
 """Only catches hangs: every answer here takes a few seconds at most."""
 
@@ -154,6 +155,10 @@ def daemons(
             str(IDLE_TIMEOUT),
             "--event-timeout",
             str(EVENT_TIMEOUT),
+            "--stall-timeout",
+            str(STALL_TIMEOUT),
+            "--max-unsent-seconds",
+            "1",
         ),
     }
     yield launched
@@ -502,6 +507,31 @@ async def test_a_silent_connection_is_closed_when_idle(guarded_daemon: Daemon) -
     assert await _eof_within(reader, IDLE_TIMEOUT + 5)
     writer.close()
     assert "idle for" in guarded_daemon.log()
+
+
+async def test_a_client_that_never_reads_is_cut_off_without_hogging_engine(guarded_daemon: Daemon) -> None:
+    """Asked for far more audio than the socket buffers hold and reading none: the reply is held and the
+    connection closed once a write waited the stall timeout; the engine serves others meanwhile.
+    (The engine's own stall cancel, client-too-slow, is tested in test_backpressure.py.)"""
+    sentences = 40  # 40 x 6 s of audio, 11.5 MB: more than any socket buffer
+    start = len(guarded_daemon.log())
+    closed = f"read nothing for {STALL_TIMEOUT:g}s; closing the connection"
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", guarded_daemon.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    await async_write_event(Synthesize(text=" ".join(["Again."] * sentences)).event(), writer)
+    deadline = time.monotonic() + READ_TIMEOUT
+    while closed not in guarded_daemon.log()[start:]:
+        assert time.monotonic() < deadline, guarded_daemon.log()[start:]
+        async with guarded_daemon.client() as other:  # served while the stuck reply waits
+            assert len(_audio(await _synthesize(other, "Meanwhile."))) == SENTENCE_BYTES
+        await asyncio.sleep(0.5)
+    assert await _eof_within(reader, 10)
+    writer.close()
+    log = guarded_daemon.log()[start:]
+    spoken = re.search(r"Reply \d+: .* in (\d+) sentence\(s\), .*finished: cancelled", log)
+    assert spoken is not None and int(spoken[1]) < sentences // 2, log
 
 
 async def test_an_event_must_arrive_in_full_once_started(guarded_daemon: Daemon) -> None:

@@ -53,6 +53,7 @@ export const PROTOCOL: 1;
  * @property {number} compute_seconds
  * @property {number} frames
  * @property {number} sentences
+ * @property {number} cached_sentences sentences replayed from the audio cache
  * @property {number} chunks
  * @property {number} peak_memory_bytes
  * @property {string} [wav]

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 AUDIO_CODE_VERSION = 1
 """Bump whenever our code changes the audio of a sentence (generation loop, decoder, PCM
@@ -32,6 +32,26 @@ def fingerprint(value: Any) -> str:
 def sampling_items(settings: Mapping[str, SamplingValue]) -> tuple[tuple[str, SamplingValue], ...]:
     """Sampling settings (temperature, top_k, ...) as the sorted pairs a `CacheKey` holds."""
     return tuple(sorted(settings.items()))
+
+
+class Addressed(Protocol):
+    """A key of the audio cache: anything with a content address."""
+
+    def digest(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SegmentKey:
+    """A whole narration segment's audio (`mlx_speechd.narration`), addressed by the digest of
+    everything it depends on; kept beside the sentences so that a narration whose segments are
+    all cached needs no model."""
+
+    request: str
+
+    def digest(self) -> str:
+        return fingerprint(
+            {"key_format": KEY_FORMAT, "segment": self.request, "code_version": AUDIO_CODE_VERSION}
+        )
 
 
 @dataclass(frozen=True)

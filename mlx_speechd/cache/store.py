@@ -1,4 +1,5 @@
-"""The audio cache: each EOS-ended sentence's audio stored as FLAC under its `CacheKey` digest.
+"""The audio cache: each EOS-ended sentence's audio stored as FLAC under its `CacheKey` digest
+(and, for narration, whole segments under a `SegmentKey`).
 
 Backed by `diskcache` (SQLite plus files), so several processes can share one folder at once.
 The size is bounded: a write that takes the folder over its limit evicts the least recently used
@@ -28,7 +29,7 @@ from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
 from mlx_speechd.audio.pcm import SAMPLE_RATE, float_to_pcm16
 
-from .key import CacheKey
+from .key import Addressed
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class AudioCache:
         )
         self.size_limit = int(self._cache.size_limit)
 
-    def put(self, key: CacheKey, audio: bytes | np.ndarray, frames: int, finish_reason: str) -> bool:
+    def put(self, key: Addressed, audio: bytes | np.ndarray, frames: int, finish_reason: str) -> bool:
         """Store a finished sentence's audio (int16 PCM bytes, or a float/int16 sample array).
 
         Returns whether it was stored: only EOS-ended sentences are, and a cache that cannot be
@@ -163,7 +164,7 @@ class AudioCache:
             return False
         return True
 
-    def get(self, key: CacheKey) -> CachedSentence | None:
+    def get(self, key: Addressed) -> CachedSentence | None:
         """The stored audio for ``key``, verified; None on a miss or a bad entry (then removed)."""
         digest = key.digest()
         try:
@@ -182,7 +183,7 @@ class AudioCache:
             self._drop(digest, str(err))
             return None
 
-    def __contains__(self, key: CacheKey) -> bool:
+    def __contains__(self, key: Addressed) -> bool:
         return key.digest() in self._cache
 
     def info(self) -> CacheInfo:

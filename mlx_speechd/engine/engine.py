@@ -32,6 +32,7 @@ from .fast_generation import generate_utterance_fast
 from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import ISO_LANGUAGES, load_model
+from .preflight import check_before_loading
 from .reply import Reply
 from .scheduler import BatchScheduler, RowRequest
 from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
@@ -93,12 +94,18 @@ class Engine:
 
     # ---- life cycle ----
     def start(self) -> ModelInfo:
-        """Load (on the engine thread), warm up, and return what the model can do."""
+        """Load (on the engine thread), warm up, and return what the model can do (`check` first)."""
+        self.check()
         self._thread.start()
         self._ready.wait()
         if self._startup_error is not None:
             raise self._startup_error
         return self.info
+
+    def check(self) -> None:
+        """Raise now the mistakes that files alone reveal (a missing model folder or reference audio,
+        an unknown voice), before the slow model load."""
+        check_before_loading(self.config, self._library)
 
     async def astart(self) -> ModelInfo:
         return await asyncio.to_thread(self.start)

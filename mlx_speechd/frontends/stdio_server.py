@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
-import secrets
 import stat
 import sys
 import threading
 from typing import Any, BinaryIO
 
-import numpy as np
-import soundfile
-
-from ..audio.pcm import CHANNELS, SAMPLE_RATE
+from ..audio.pcm import SAMPLE_RATE
+from ..audio.wavfile import WavFile
 from ..engine import AudioChunk, Engine, Reply, SpeechdError, TextTooLongError, VoiceSettings
 from ..playback import PlaybackError, Player, check_output_device
 from ..settings import Device, EofPolicy, SpeechDefaults, StdioSettings
@@ -246,44 +242,6 @@ class _Server:
             if request.task is not None:
                 request.task.cancel()
         await asyncio.gather(*(r.task for r in requests if r.task is not None), return_exceptions=True)
-
-
-class WavFile:
-    """A reply's WAV file: written under a temporary name beside `path`, renamed to it once complete.
-
-    A failed or cancelled reply leaves nothing under `path` (and an existing file there untouched).
-    The format is WAV whatever the name's extension; a directory is refused.
-    """
-
-    def __init__(self, path: str) -> None:
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, "a directory, not a file path", path)
-        directory, name = os.path.split(os.path.abspath(path))
-        self.path = path
-        self._temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
-        fd = os.open(self._temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            self._file = soundfile.SoundFile(
-                fd, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16", format="WAV"
-            )
-        except BaseException:
-            os.close(fd)
-            os.unlink(self._temporary)
-            raise
-
-    def write(self, pcm: bytes) -> None:
-        self._file.write(np.frombuffer(pcm, dtype="<i2"))
-
-    def close(self, *, keep: bool) -> None:
-        """Close; rename to `path` when `keep`, else delete. Raises OSError if the rename fails."""
-        try:
-            self._file.close()
-        finally:
-            if keep:
-                os.replace(self._temporary, self.path)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._temporary)
 
 
 class _Request:

@@ -6,7 +6,9 @@ client that disconnects has its replies cancelled at once.
 
 A connection with nothing in flight is closed after `idle_timeout` seconds of silence
 (one with a text stream open after `STREAM_IDLE_FACTOR` times that); when the listener is
-full, the longest-idle such connection is closed to make room for a newcomer.
+full, the longest-idle such connection is closed to make room for a newcomer. A client that
+stops reading is closed once a write has waited `write_timeout` seconds (its reply was held
+by the engine meanwhile, see `Engine`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +51,10 @@ IDLE_TIMEOUT = 60.0
 """Default seconds a connection with nothing in flight may stay silent."""
 STREAM_IDLE_FACTOR = 5
 """An open text stream may stay silent this many times the idle timeout (LLMs pause)."""
+SEND_BUFFER_BYTES = 1 << 17
+"""The kernel's send buffer per connection (Linux doubles it): a few seconds of audio, so a client
+that stops reading soon blocks the writes, its reply is held, and `write_timeout` can apply
+(autotuned buffers would take up to 4 MB, 90 s of audio, first)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class HandlerSettings:
     limits: ReadLimits
     idle_timeout: float = IDLE_TIMEOUT
     """Seconds a connection with nothing in flight may stay silent before it is closed."""
+    write_timeout: float = 30.0
+    """Seconds a write may wait for the client to read before the connection is closed."""
 
 
 @dataclass
@@ -128,6 +137,10 @@ class WyomingHandler(AsyncEventHandler):
         self._settings = settings
         self._connections = connections
         self._client = _peer_name(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._stream: _Response | None = None
         """The open synthesize-start stream, until synthesize-stop."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -198,6 +211,18 @@ class WyomingHandler(AsyncEventHandler):
         if self._answering():
             return None
         return self._settings.idle_timeout
+
+    async def write_event(self, event: Event) -> None:
+        """Send an event; a client that reads nothing for `write_timeout` is disconnected (TimeoutError)."""
+        try:
+            async with asyncio.timeout(self._settings.write_timeout):
+                await super().write_event(event)
+        except TimeoutError:
+            _LOGGER.warning(
+                "%s read nothing for %gs; closing the connection", self._client, self._settings.write_timeout
+            )
+            self.writer.transport.abort()  # close() would wait for the unread data to go out
+            raise
 
     def _answering(self) -> bool:
         return any(not task.done() for task in self._tasks)

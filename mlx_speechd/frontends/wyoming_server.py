@@ -11,7 +11,7 @@ import os
 import socket
 import stat
 from functools import partial
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncServer
@@ -35,9 +35,7 @@ _SOCKET_PROBE_SECONDS = 2.0
 
 async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, speech: SpeechDefaults) -> None:
     """Serve Wyoming on `uri` (one of `settings.uris`) until cancelled."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("tcp", "unix"):
-        raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
+    parsed = _parse_uri(uri)
     handler_settings = HandlerSettings(
         info=lambda: build_info(engine).event(),
         speech=speech,
@@ -46,6 +44,7 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
             _DATA_SLACK_BYTES + 12 * engine.config.max_text_chars, _MAX_PAYLOAD_BYTES, settings.event_timeout
         ),
         idle_timeout=settings.idle_timeout,
+        write_timeout=settings.write_timeout,
     )
     if parsed.scheme == "unix":
         await asyncio.to_thread(check_socket_path, parsed.path)
@@ -63,6 +62,32 @@ async def serve_wyoming(engine: Engine, uri: str, settings: WyomingSettings, spe
         await server.stop()
         if zeroconf is not None:
             await zeroconf.close()
+
+
+def _parse_uri(uri: str) -> ParseResult:
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("tcp", "unix"):
+        raise ValueError(f"--uri {uri}: serve tcp://HOST:PORT or unix://PATH (--stdio speaks JSON lines)")
+    return parsed
+
+
+def check_listener(uri: str) -> None:
+    """Raise now what serving `uri` would raise (a bad URI, a port in use, a unix path that is not a
+    stale socket), so the daemon can say so before its model loads. Blocks (a socket probe)."""
+    parsed = _parse_uri(uri)
+    if parsed.scheme == "unix":
+        check_socket_path(parsed.path)
+        return
+    family, _, _, _, address = socket.getaddrinfo(
+        parsed.hostname or None, parsed.port or 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    try:
+        with socket.create_server(address, family=family):  # SO_REUSEADDR, as asyncio's server
+            pass
+    except OSError as err:
+        if err.errno is None:
+            raise
+        raise OSError(err.errno, os.strerror(err.errno)) from None  # without the address tuple
 
 
 def check_socket_path(path: str) -> None:

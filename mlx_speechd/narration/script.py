@@ -12,10 +12,11 @@ without one are numbered from 001 by position.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -93,6 +94,43 @@ def parse_script(text: str, kind: ScriptKind | None = None, name: str = "<script
     return segments
 
 
+def make_segments(items: Iterable[str | Segment]) -> tuple[Segment, ...]:
+    """Segments from texts and `Segment`s (texts are numbered by position, as script paragraphs
+    are); ids are checked as a JSON-lines script's are."""
+    items = list(items)
+    width = _id_width(len(items))
+    segments: list[Segment] = []
+    errors: list[str] = []
+    for index, item in enumerate(items):
+        segment = Segment(_index_id(index, width), item) if isinstance(item, str) else item
+        try:
+            _segment_id(segment.id, "")
+            if not segment.text.strip():
+                raise ScriptError("the text is empty")
+        except ScriptError as err:
+            errors.append(f"segment {index + 1}: {err}")
+        segments.append(dataclasses.replace(segment, text=_collapse(segment.text)))
+    errors += _repeated_ids((index + 1, segment) for index, segment in enumerate(segments))
+    if errors:
+        raise ScriptError(
+            f"{len(errors)} problem(s) in the segments: {'; '.join(errors[:_MAX_REPORTED_ERRORS])}"
+        )
+    if not segments:
+        raise ScriptError("nothing to speak")
+    return tuple(segments)
+
+
+def _repeated_ids(numbered: Iterable[tuple[int, Segment]], what: str = "segment") -> list[str]:
+    seen: dict[str, int] = {}
+    errors = []
+    for number, segment in numbered:
+        folded = segment.id.casefold()
+        if folded in seen:
+            errors.append(f"{what} {number}: id {segment.id!r} repeats {what} {seen[folded]}'s")
+        seen.setdefault(folded, number)
+    return errors
+
+
 def _guess_kind(text: str) -> ScriptKind:
     first = next((line for line in text.splitlines() if line.strip()), "")
     return ScriptKind.JSONL if first.lstrip().startswith("{") else ScriptKind.MARKDOWN
@@ -153,12 +191,7 @@ def _parse_jsonl(text: str, name: str) -> tuple[Segment, ...]:
             segments.append((number, _segment_from_json(line, _index_id(index, width))))
         except ScriptError as err:
             errors.append(f"line {number}: {err}")
-    seen: dict[str, int] = {}
-    for number, segment in segments:
-        folded = segment.id.casefold()
-        if folded in seen:
-            errors.append(f"line {number}: id {segment.id!r} repeats line {seen[folded]}'s")
-        seen.setdefault(folded, number)
+    errors += _repeated_ids(segments, "line")
     if errors:
         shown = "\n  ".join(errors[:_MAX_REPORTED_ERRORS])
         more = len(errors) - _MAX_REPORTED_ERRORS
