@@ -260,3 +260,31 @@ def voices_table(results: dict[str, dict[str, Any]]) -> str:
         "compute once s",
     ]
     return table(header, rows)
+
+
+def concurrency_table(result: dict[str, Any]) -> str:
+    generation, engine = result["generation"], result["engine"]
+    rows = [
+        [f"generation: {name}", f"{rate:.1f} frames/s", f"{generation['ratio_to_single'][name]:.2f}x"]
+        for name, rate in generation["frames_per_second"].items()
+    ]
+    rows += [
+        [f"engine: {name}", f"{rate:.2f} audio s/s", f"{engine['ratio_to_single'][name]:.2f}x"]
+        for name, rate in engine["audio_seconds_per_second"].items()
+    ]
+    throughput = table(["throughput", "rate", "vs single stream"], rows)
+    latency = table(
+        ["Wyoming daemon", "first audio ms, alone", "4 at once", "ratio", "describe ms median", "max"],
+        [
+            [
+                name,
+                ms(w["idle_ttfa_median_s"]),
+                ms(w["concurrent_ttfa_median_s"]),
+                f"{w['ratio']:.1f}x",
+                ms(w["describe_median_s"]),
+                ms(w["describe_max_s"]),
+            ]
+            for name, w in result["wyoming"].items()
+        ],
+    )
+    return f"{throughput}\n\n{latency}"

@@ -41,6 +41,8 @@ class Plan:
     voice_sizes: tuple[tuple[str, int, int], ...] = (("tiny", 1, 1),)
     """`voices`: the model sizes, each with its counted and its warm-up rounds."""
     voice_frames: int = 2
+    concurrency_rounds: int = 1
+    concurrency_frames: int = 24
     big_frames: int = 4
 
 
@@ -60,6 +62,8 @@ FULL = Plan(
     soak_per_client=10,
     audio_cache_rounds=20,
     voice_sizes=(("tiny", 8, 1), ("0.6b", 1, 0)),
+    concurrency_rounds=5,
+    concurrency_frames=40,
 )
 QUICK = Plan(
     rounds=1,
@@ -191,6 +195,15 @@ def soak(ctx: Context) -> Outcome:
     return Outcome(result, "Soak", report.soak_table(result))
 
 
+def concurrency(ctx: Context) -> Outcome:
+    from .workers import run_worker
+
+    plan = ctx.plan
+    args = ["--model", ctx.model, "--rounds", str(plan.concurrency_rounds)]
+    result = run_worker("concurrency", [*args, "--frames", str(plan.concurrency_frames)], timeout=3600)
+    return Outcome(result, "Four requests at once", report.concurrency_table(result))
+
+
 def cold(ctx: Context) -> Outcome:
     from .cold_start import run_cold_start
 
@@ -244,6 +257,7 @@ SECTIONS: dict[str, Section] = {
     "cache": Section(cache, in_process=True),
     "audio_cache": Section(audio_cache),
     "soak": Section(soak),
+    "concurrency": Section(concurrency, quick=False),
     "cold": Section(cold, quick=False),
     "voices": Section(voices, quick=False),
     "big": Section(big, quick=False),

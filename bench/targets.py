@@ -132,6 +132,38 @@ def voices_targets(result: dict[str, Any], baseline: str) -> list[Target]:
     return targets
 
 
+def concurrency_targets(result: dict[str, Any], baseline: str) -> list[Target]:
+    generation = result["generation"]["ratio_to_single"]["batch 4"]
+    engine = result["engine"]["ratio_to_single"]["max_batch 4, 4 at once"]
+    wyoming = result["wyoming"]["max_batch 4"]
+    return [
+        Target(
+            "4 rows: frame generation throughput / single stream",
+            f"{generation:.2f}x",
+            ">= 3x",
+            generation >= 3,
+        ),
+        Target(
+            "4 requests: end-to-end aggregate throughput / one alone",
+            f"{engine:.2f}x",
+            ">= 1.6x",
+            engine >= 1.6,
+        ),
+        Target(
+            "4 Wyoming clients: median first audio / alone",
+            f"{wyoming['ratio']:.2f}x",
+            "<= 4x",
+            wyoming["ratio"] <= 4,
+        ),
+        Target(
+            "describe during 4 requests (max)",
+            f"{wyoming['describe_max_s'] * 1000:.0f} ms",
+            "< 100 ms",
+            wyoming["describe_max_s"] < 0.1,
+        ),
+    ]
+
+
 def audio_cache_targets(result: dict[str, Any], baseline: str) -> list[Target]:
     cached, fresh = result["cached"]["ttfa_median_s"], result["fresh"]["ttfa_median_s"]
     return [
@@ -151,6 +183,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], str], list[Target]]] = {
     "long": long_targets,
     "soak": soak_targets,
     "cache": cache_targets,
+    "concurrency": concurrency_targets,
     "audio_cache": audio_cache_targets,
     "voices": voices_targets,
 }

@@ -104,6 +104,8 @@ class EngineOptions(TypedDict, total=False):
     audio_cache: bool
     audio_cache_dir: str | os.PathLike[str] | None
     audio_cache_size: int | str
+    max_batch: int
+    """Sentences of concurrent replies generated together per model (1: one at a time)."""
 
 
 class NarrateOptions(TypedDict, total=False):
@@ -283,6 +285,7 @@ def engine_config(model: ModelInput, options: EngineOptions) -> EngineConfig:
             stall_timeout=options.get("stall_timeout", EngineConfig.stall_timeout),
             warmup=options.get("warmup", True),
             audio_cache=_audio_cache(options),
+            max_batch=options.get("max_batch", EngineConfig.max_batch),
         )
     except ValueError as err:
         raise InvalidRequestError(str(err)) from err

@@ -185,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest piece spoken at once; longer sentences are cut at a clause or word boundary",
     )
     stream.add_argument(
+        "--max-batch",
+        type=Number(int, 1, 64),
+        default=_Defaults.max_batch,
+        help="sentences of concurrent requests generated together in lockstep per model; "
+        "1 generates one sentence at a time (a seed then gives other audio than batched)",
+    )
+    stream.add_argument(
         "--max-unsent-seconds",
         type=_TIMEOUT,
         default=_Defaults.max_unsent_seconds,
@@ -323,6 +330,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         max_sentence_chars=args.max_sentence_chars,
         max_unsent_seconds=args.max_unsent_seconds,
         stall_timeout=args.stall_timeout,
+        max_batch=args.max_batch,
         warmup=not args.no_warmup,
         audio_cache=AudioCacheSettings(
             enabled=not args.no_audio_cache,

@@ -20,6 +20,7 @@ import pytest
 from setuptools import find_packages
 
 from bench.compare import ttfa_over_engine
+from bench.concurrency import engine_throughput, generation_throughput
 from bench.http_bench import server_available
 from bench.long_utterance import mlx_audio_decoder, random_codes
 from bench.measure import FRAME_BYTES, Column, RequestResult, percentile
@@ -221,3 +222,15 @@ def test_voices_section_on_the_tiny_models(tiny_base: Path, tiny_custom_voice: P
     names = {t["name"] for t in results["targets"]}
     assert "tiny: prompt + priming, library voice / per-request reference" in names
     assert "tiny: first audio, library clone voice / preset speaker" in names
+
+
+def test_concurrency_throughput_parts(tiny_custom_voice: Path) -> None:
+    """The concurrency section's in-process parts (its Wyoming part runs in the full benchmark only)."""
+    model, info = load_model(str(tiny_custom_voice))
+    generation = generation_throughput(model, info, rounds=1, frames=4)
+    assert set(generation["frames_per_second"]) == {"single", "batch 1", "batch 2", "batch 4", "batch 8"}
+    assert all(_positive(rate) for rate in generation["frames_per_second"].values())
+    engine = engine_throughput(str(tiny_custom_voice), rounds=1, frames=4)
+    assert engine["ratio_to_single"]["max_batch 1, 1 at once"] == 1.0
+    assert all(_positive(rate) for rate in engine["audio_seconds_per_second"].values())
+    assert all(_positive(ttfa) for ttfa in engine["ttfa_median_s"].values())

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from .job import Job
 from .loader import ISO_LANGUAGES, load_model
 from .preflight import check_before_loading
 from .reply import Reply
+from .scheduler import BatchScheduler, RowRequest
 from .sentence_cache import SentenceCache, open_audio_cache, replay_chunks
 from .types import (
     EngineConfig,
@@ -59,7 +61,9 @@ class Engine:
     """Loads the models and runs every synthesis on its own single thread.
 
     Replies take turns one sentence at a time, so a long reply cannot starve
-    a short one. `start()` blocks until every model is loaded and warmed up.
+    a short one. With `max_batch` above 1, up to that many sentences of different replies
+    are generated together per model (`BatchScheduler`); a reply's next sentence joins when
+    a row is free, in turn. `start()` blocks until every model is loaded and warmed up.
     Each voice belongs to one loaded model: preset speakers and style voices to a
     CustomVoice model, clone voices and reference audio to a Base model, designed
     voices to a VoiceDesign model; a request naming no voice goes to the default
@@ -347,8 +351,11 @@ class Engine:
             self._ready.set()
             return
         self._ready.set()
-        while (job := self._take()) is not None:
-            self._serve_one(runtimes[job.options.voice.model or self.info.name], job)
+        if self.config.max_batch > 1:
+            self._run_batched(runtimes)
+        else:
+            while (job := self._take()) is not None:
+                self._serve_one(runtimes[self._model_name(job)], job)
         self._ref_audio.clear()
         self._prompts.clear()
         if self._audio_cache is not None:
@@ -373,7 +380,9 @@ class Engine:
                     self.config.cache_limit_mb * 1024 * 1024,
                 ),
                 fingerprint,
-                SentenceCache(self._audio_cache, fingerprint, window, model.sampling)
+                SentenceCache(
+                    self._audio_cache, fingerprint, window, model.sampling, row_keys=self.config.max_batch > 1
+                )
                 if self._audio_cache is not None
                 else None,
             )
@@ -393,8 +402,14 @@ class Engine:
                 self._warm_up(runtime)
         return runtimes
 
-    def _take(self) -> Job | None:
-        """Wait for the next job with work (or one that can end) whose reader keeps up; None when closing."""
+    def _model_name(self, job: Job) -> str:
+        return job.options.voice.model or self.info.name
+
+    def _take(self, fits: Callable[[Job], bool] | None = None) -> Job | None:
+        """Wait for the next job with work (or one that can end) whose reader keeps up; None when closing.
+
+        With `fits` (rows are running): the first such job that `fits` accepts, or None at once.
+        """
         while True:
             with self._cond:
                 if self._closing:
@@ -402,15 +417,29 @@ class Engine:
                 stalled = [job for job in self._held if job.output.stalled_for() > self.config.stall_timeout]
                 self._held.difference_update(stalled)
                 if not stalled:
-                    while self._runnable:
-                        job = self._runnable.popleft()
-                        if not job.output.backlogged or job.cancelled:
-                            self._held.discard(job)
-                            return job
-                        self._held.add(job)  # back in the queue when its reader drains (ChunkQueue.on_drain)
+                    job = self._next_runnable(fits)
+                    if job is not None or fits is not None:
+                        return job
                     self._cond.wait(self.config.stall_timeout / 4 if self._held else None)
             for job in stalled:
                 self._stall(job)
+
+    def _next_runnable(self, fits: Callable[[Job], bool] | None) -> Job | None:
+        """Pop the first runnable job that keeps up (and fits); the condition is held."""
+        skipped: list[Job] = []
+        found = None
+        while self._runnable:
+            job = self._runnable.popleft()
+            if job.output.backlogged and not job.cancelled:
+                self._held.add(job)  # back in the queue when its reader drains (ChunkQueue.on_drain)
+            elif fits is not None and not fits(job):
+                skipped.append(job)  # keeps its turn
+            else:
+                self._held.discard(job)
+                found = job
+                break
+        self._runnable.extendleft(reversed(skipped))
+        return found
 
     def _stall(self, job: Job) -> None:
         """Cancel a reply whose reader took nothing for too long."""
@@ -425,20 +454,89 @@ class Engine:
 
     def _serve_one(self, runtime: _Runtime, job: Job) -> None:
         item = job.next_sentence()
-        if item is not None and not job.cancelled:
-            try:
-                self._speak(runtime, job, *item)
-            except SpeechdError as err:
-                self._end(job, err)
-                return
-            except Exception as err:
-                _LOGGER.exception("Synthesis failed for reply %d", job.id)
-                self._end(job, EngineFailure(f"synthesis failed: {err}"))
-                return
-        if job.has_pending():
+        if (
+            item is not None
+            and not job.cancelled
+            and not self._attempt(job, self._speak, runtime, job, *item)
+        ):
+            return
+        self._sentence_ended(job)
+
+    def _attempt(self, job: Job, action: Callable[..., None], *args: object) -> bool:
+        """Run `action(*args)` for `job`; on an error end the job with it and return False."""
+        try:
+            action(*args)
+        except SpeechdError as err:
+            self._end(job, err)
+            return False
+        except Exception as err:
+            _LOGGER.exception("Synthesis failed for reply %d", job.id)
+            self._end(job, EngineFailure(f"synthesis failed: {err}"))
+            return False
+        return True
+
+    def _sentence_ended(self, job: Job, error: SpeechdError | None = None) -> None:
+        """After a sentence of `job`: its next one takes its turn, or the job ends."""
+        if error is not None:
+            self._end(job, error)
+        elif job.has_pending():
             self._wake(job)
         elif job.complete():
             self._end(job)
+
+    # ---- the batched loop (max_batch > 1) ----
+    def _run_batched(self, runtimes: dict[str, _Runtime]) -> None:
+        """Admit sentences into their models' batches while rows are free, else step every batch a frame."""
+        schedulers = {name: self._scheduler(runtime) for name, runtime in runtimes.items()}
+
+        def fits(job: Job) -> bool:
+            scheduler = schedulers[self._model_name(job)]
+            return job.cancelled or scheduler.has_room or scheduler.serves(job)
+
+        while not self._closing:
+            busy = any(scheduler.busy for scheduler in schedulers.values())
+            job = self._take(fits if busy else None)
+            if job is not None:
+                name = self._model_name(job)
+                self._admit(runtimes[name], schedulers[name], job)
+            elif busy:
+                for scheduler in schedulers.values():
+                    scheduler.step()
+
+    def _scheduler(self, runtime: _Runtime) -> BatchScheduler:
+        scheduler = BatchScheduler(
+            runtime.model,
+            runtime.info,
+            runtime.settings,
+            runtime.cache,
+            runtime.decoder.window,
+            self.config.max_batch,
+            lambda job: job.cancelled or self._closing,
+            self._sentence_ended,
+        )
+        if self.config.warmup:
+            scheduler.warm_up(self._utterance(runtime, self._warm_up_voice(runtime.info), "Hello."))
+        return scheduler
+
+    def _admit(self, runtime: _Runtime, scheduler: BatchScheduler, job: Job) -> None:
+        """Start `job`'s next sentence as a row (or replay it from the audio cache)."""
+        if scheduler.serves(job):
+            return  # one row per reply, so its sentences stay in order; the row's end wakes it
+        item = job.next_sentence()
+        if item is None or job.cancelled:
+            self._sentence_ended(job)
+        else:  # the row's end (or an error) takes the job on from here
+            self._attempt(job, self._start_row, runtime, scheduler, job, *item)
+
+    def _start_row(
+        self, runtime: _Runtime, scheduler: BatchScheduler, job: Job, index: int, text: str
+    ) -> None:
+        replayed, key = self._open_sentence(runtime, job, index, text)
+        if replayed:
+            self._sentence_ended(job)
+            return
+        utterance = self._utterance(runtime, job.options.voice, text)
+        scheduler.join(RowRequest(job, index, utterance, job.options.seed, key))
 
     def _end(self, job: Job, error: SpeechdError | None = None) -> None:
         with self._cond:
@@ -447,19 +545,29 @@ class Engine:
         if job.end(error) and job.stats is not None:
             _LOGGER.info("Reply %d: %s", job.id, job.stats.summary())
 
-    def _speak(self, runtime: _Runtime, job: Job, index: int, text: str) -> None:
-        """Speak one sentence of `job` with `runtime`'s model (the one its voice belongs to)."""
+    def _open_sentence(
+        self, runtime: _Runtime, job: Job, index: int, text: str
+    ) -> tuple[bool, CacheKey | None]:
+        """Send the silence before a sentence and look it up in the audio cache: whether it was
+        replayed from there, and its cache key (None when the cache is off)."""
         options = job.options
         if index == 0 and options.lead_in:
             job.emit(silence(options.lead_in), index, 0, 0.0)
         elif index > 0 and options.sentence_pause:
             job.emit(silence(options.sentence_pause), index, 0, 0.0)
         cache, library = runtime.cache, options.voice.library
-        key = None
-        if cache is not None:  # a library voice's definition is part of the key
-            key = cache.key(options, index, text, self._library_voice(library) if library else None)
-            if self._replay(cache, runtime, job, index, key):
-                return
+        if cache is None:
+            return False, None
+        # a library voice's definition is part of the key
+        key = cache.key(options, index, text, self._library_voice(library) if library else None)
+        return self._replay(cache, runtime, job, index, key), key
+
+    def _speak(self, runtime: _Runtime, job: Job, index: int, text: str) -> None:
+        """Speak one sentence of `job` with `runtime`'s model (the one its voice belongs to)."""
+        replayed, key = self._open_sentence(runtime, job, index, text)
+        if replayed:
+            return
+        options, cache = job.options, runtime.cache
         if options.seed is not None:
             mx.random.seed(options.seed + index)
         mx.reset_peak_memory()

@@ -72,8 +72,8 @@ class _FrameBuilder:
         return _Frame(token, codes, text + codec_embeds)
 
 
-class _Collector:
-    """Takes resolved frames: ends on EOS or a guard, decodes chunks on the schedule."""
+class FrameCollector:
+    """Takes one utterance's resolved frames: ends on EOS or a guard, decodes chunks on the schedule."""
 
     def __init__(
         self,
@@ -91,13 +91,14 @@ class _Collector:
         self._index = 0
         self._started = time.perf_counter()
 
-    def take(self, frame: _Frame) -> tuple[GeneratedChunk | None, str | None]:
-        """Add a frame; return a chunk if one is due, and why to stop, if the utterance should."""
-        token_id = int(frame.token[0, 0])  # waits for the frame
+    def take(self, token: mx.array, codes: mx.array) -> tuple[GeneratedChunk | None, str | None]:
+        """Add a frame (first code `token` [1, 1], all codes [1, groups]); return a chunk if one is due,
+        and why to stop, if the utterance should."""
+        token_id = int(token[0, 0])  # waits for the frame
         if token_id == self._eos:
             return None, "eos"
         finish = self._guard.add_token(token_id)
-        self._pending.append(frame.codes)
+        self._pending.append(codes)
         if finish or len(self._pending) < self._settings.schedule.size(self._index):
             return None, finish
         chunk = self.flush()
@@ -126,7 +127,7 @@ def generate_utterance_fast(
     """`generate_utterance` with the compiled predictor and pipelined frames: the same chunks per seed."""
     cap = max_frames or frame_cap(utt.text, settings.guards, info.max_frames)
     builder = _FrameBuilder(model, decoder, utt)
-    collector = _Collector(model, decoder, settings, on_frames)
+    collector = FrameCollector(model, decoder, settings, on_frames)
     if cancelled():
         return
     frame = builder.build(0, builder.prefill)
@@ -138,7 +139,7 @@ def generate_utterance_fast(
         following = builder.build(step + 1, frame.next_input) if step + 1 < cap else None
         if following is not None:  # queued before waiting on `frame`: the device never idles
             mx.async_eval(following.token, following.codes, following.next_input)
-        chunk, finish = collector.take(frame)
+        chunk, finish = collector.take(frame.token, frame.codes)
         if chunk is not None:
             yield chunk
             time.sleep(0)  # let the chunk's receiver run now (see generate_utterance)

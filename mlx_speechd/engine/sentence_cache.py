@@ -90,12 +90,17 @@ class SentenceCache:
         model: str,
         decoder_window: int | None,
         sampling: Callable[..., Sampling],
+        *,
+        row_keys: bool = False,
     ) -> None:
-        """``model``: the model's fingerprint; ``sampling(cloning=...)``: its resolved sampling settings."""
+        """``model``: the model's fingerprint; ``sampling(cloning=...)``: its resolved sampling settings;
+        ``row_keys``: sentences draw from per-row random keys (the batched path), so a seed's audio
+        differs from the one-at-a-time path's and gets its own keys."""
         self.store = store
         self._model = model
         self._window = decoder_window
         self._sampling = sampling
+        self._draws = {"draws": "row-key"} if row_keys else {}
 
     def key(self, options: ReplyOptions, index: int, text: str, library: Voice | None) -> CacheKey:
         """The key of sentence ``index`` of a reply (seeded as the engine seeds it: seed + index);
@@ -112,7 +117,7 @@ class SentenceCache:
             instruct=voice.instruct,
             text=text,
             seed=None if options.seed is None else options.seed + index,
-            sampling=sampling_items(dataclasses.asdict(self._sampling(cloning=cloning))),
+            sampling=sampling_items({**dataclasses.asdict(self._sampling(cloning=cloning)), **self._draws}),
             decoder_window=self._window,
         )
 

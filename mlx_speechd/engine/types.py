@@ -171,6 +171,9 @@ class EngineConfig:
     """Seconds a held reply's reader may take nothing before the reply is cancelled (client-too-slow)."""
     warmup: bool = True
     audio_cache: AudioCacheSettings = field(default_factory=AudioCacheSettings)
+    max_batch: int = 4
+    """Sentences (of different replies) generated together in lockstep per model; 1 generates one
+    sentence at a time (engine/scheduler.py says how seeding differs)."""
 
     def __post_init__(self) -> None:
         if len(set(self.models)) != len(self.models):
@@ -181,6 +184,7 @@ class EngineConfig:
             "max_sentence_chars": self.max_sentence_chars >= 1,
             "max_unsent_seconds": self.max_unsent_seconds > 0,
             "stall_timeout": self.stall_timeout > 0,
+            "max_batch": self.max_batch >= 1,
         }
         for name, ok in checks.items():
             if not ok:
