@@ -275,8 +275,9 @@ def test_ctrl_c_while_speaking_leaves_a_consistent_manifest(
     result = narrate(
         script, out, str(tiny_base_ends), load={"voices_dir": voices, "audio_cache": False}, voice="narrator"
     )
-    assert result.kept == tuple(r["id"] for r in records)
-    assert result.made == IDS[len(records) :] and not result.failed
+    kept = tuple(r["id"] for r in records)  # segments run max_batch at once: any may have finished
+    assert result.kept == kept
+    assert result.made == tuple(i for i in IDS if i not in kept) and not result.failed
     assert len(_check_consistent(out)) == 20
 
 

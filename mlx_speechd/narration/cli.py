@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..cli import Number
 from ..engine.types import DEFAULT_AUDIO_CACHE_SIZE
 from ..errors import SpeechdError
 from ..settings import parse_size
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--language", help="language for segments that name none (default: auto)")
     parser.add_argument("--instruct", help="speaking style or voice description for segments without one")
     parser.add_argument("--seed", type=int, help="seed for segments without one (default: unseeded)")
+    parser.add_argument(
+        "--max-batch",
+        type=Number(int, 1),
+        help="segments spoken at once, as one batch (default: the engine's, 4; 1: one after another)",
+    )
     parser.add_argument(
         "--voices-dir", help="voice library (default: $MLX_SPEECHD_VOICES_DIR, else the per-user one)"
     )
@@ -93,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load_options(args: argparse.Namespace) -> EngineOptions:
     load: EngineOptions = {"audio_cache": not args.no_audio_cache, "audio_cache_size": args.audio_cache_size}
-    for name in ("voices_dir", "audio_cache_dir", "ref_audio", "ref_text"):
+    for name in ("voices_dir", "audio_cache_dir", "ref_audio", "ref_text", "max_batch"):
         if getattr(args, name) is not None:
             load[name] = getattr(args, name)
     return load

@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -220,8 +221,7 @@ class Narration:
             missing = [(s, r) for s, r in todo if not self._done(bar, self._replay, s, r)]
             if missing:
                 self.speaker.get()  # loaded before the first segment's clock starts
-            for segment, request in missing:
-                self._done(bar, self._make, segment, request)
+            self._make_all(bar, missing)
         joined = self._join() if self.settings.join is not None else None
         return NarrationResult(
             self.out_dir,
@@ -248,6 +248,28 @@ class Narration:
         self._write()
         bar.advance(record.duration, time.perf_counter() - started)
         return True
+
+    def _make_all(self, bar: _Progress, missing: list[tuple[Segment, _Request]]) -> None:
+        """Speak the segments the cache lacks, up to the engine's `max_batch` at once (the engine
+        runs them as one batch); each is recorded (manifest, bar) as it finishes, on this thread."""
+        workers = min(self.config.max_batch, len(missing))
+        if workers <= 1:
+            for segment, request in missing:
+                self._done(bar, self._make, segment, request)
+            return
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="narrate")
+        try:
+            started = time.perf_counter()
+            futures = [pool.submit(self._make, segment, request) for segment, request in missing]
+            for future in as_completed(futures):
+                record = future.result()
+                self._records[record.id] = record
+                self._write()
+                now = time.perf_counter()
+                bar.advance(record.duration, now - started)  # wall time: the RTF of the whole batch
+                started = now
+        finally:  # on Ctrl-C: nothing new starts; closing the model ends the running ones
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _open_out_dir(self) -> dict[str, SegmentRecord]:
         """Create the output folder (and the joined file's) and read the previous manifest."""
