@@ -25,13 +25,13 @@ from ..errors import (
     UnknownVoiceError,
 )
 from ..fingerprint import model_fingerprint
-from ..voices.store import Voice, VoiceKind, VoiceLibrary
+from ..voices.store import VoiceLibrary
 from .adapter import Qwen3Model
 from .decoder import StreamingDecoder
 from .fast_generation import generate_utterance_fast
 from .generation import GenerationSettings, Utterance
 from .job import Job
-from .loader import ISO_LANGUAGES, load_model
+from .loader import load_model
 from .preflight import check_before_loading
 from .reply import Reply
 from .scheduler import BatchScheduler, RowRequest
@@ -45,6 +45,7 @@ from .types import (
     VoiceEntry,
     VoiceSettings,
 )
+from .voice_book import DEFAULT_DESIGN, VoiceBook
 
 if TYPE_CHECKING:
     from ..cache import AudioCache
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_DESIGN = "A clear, warm, natural voice speaking at a relaxed pace."
 _REF_AUDIO_CACHE = 4
 _PROMPT_CACHE = 8
 
@@ -64,10 +64,7 @@ class Engine:
     a short one. With `max_batch` above 1, up to that many sentences of different replies
     are generated together per model (`BatchScheduler`); a reply's next sentence joins when
     a row is free, in turn. `start()` blocks until every model is loaded and warmed up.
-    Each voice belongs to one loaded model: preset speakers and style voices to a
-    CustomVoice model, clone voices and reference audio to a Base model, designed
-    voices to a VoiceDesign model; a request naming no voice goes to the default
-    (first) model.
+    Which model speaks which voice is the `voice_book`'s business (`VoiceBook`).
     A reply whose reader has `max_unsent_seconds` of audio unread is held
     (no new sentence starts for it) until the reader takes some; one held longer than
     `stall_timeout` is cancelled with `ClientTooSlowError`.
@@ -89,7 +86,8 @@ class Engine:
         self._thread = threading.Thread(target=self._thread_main, name="mlx-engine", daemon=True)
         self._ref_audio: OrderedDict[str, mx.array] = OrderedDict()
         self._prompts: OrderedDict[tuple[object, ...], VoicePrompt] = OrderedDict()
-        self._library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+        library = VoiceLibrary(config.voices_dir) if config.voices_dir is not None else None
+        self.voice_book = VoiceBook(config.voice, library, lambda: self.models)
         self._audio_cache: AudioCache | None = None
 
     # ---- life cycle ----
@@ -105,7 +103,7 @@ class Engine:
     def check(self) -> None:
         """Raise now the mistakes that files alone reveal (a missing model folder or reference audio,
         an unknown voice), before the slow model load."""
-        check_before_loading(self.config, self._library)
+        check_before_loading(self.config, self.library)
 
     async def astart(self) -> ModelInfo:
         return await asyncio.to_thread(self.start)
@@ -138,73 +136,21 @@ class Engine:
     @property
     def library(self) -> VoiceLibrary | None:
         """The voice library the engine serves from, if any."""
-        return self._library
+        return self.voice_book.library
 
     @property
     def voices(self) -> tuple[str, ...]:
         """Voice names clients may ask for (library voices as the library is now)."""
-        return tuple(entry.name for entry in self.voice_entries())
+        return self.voice_book.names
 
     def voice_entries(self) -> tuple[VoiceEntry, ...]:
-        """Every voice clients may ask for, with its model: presets, then the library's voices.
-
-        A library voice whose name is a preset speaker's is shadowed (presets win); one that no
-        loaded model can speak is left out.
-        """
-        entries: list[VoiceEntry] = []
-        for info in self.models:
-            if info.variant is Variant.CUSTOM_VOICE:
-                entries.extend(
-                    VoiceEntry(s, info.name, s.replace("_", " ").title(), info.languages, "preset")
-                    for s in info.speakers
-                    if s not in {e.name for e in entries}
-                )
-        if self.info.variant is not Variant.CUSTOM_VOICE:
-            entries.append(self._own_voice_entry())
-        taken = {entry.name for entry in entries}
-        for voice in self._library.list() if self._library is not None else []:
-            speaker = self._model_for(voice)
-            if voice.name not in taken and speaker is not None:
-                languages = voice.languages or speaker.languages
-                entries.append(
-                    VoiceEntry(voice.name, speaker.name, _describe(voice), languages, voice.kind.value)
-                )
-        return tuple(entries)
-
-    def _own_voice_entry(self) -> VoiceEntry:
-        info, name = self.info, self._own_voice_name()
-        if info.variant is Variant.VOICE_DESIGN:
-            return VoiceEntry(name, info.name, "Designed voice (--instruct)", info.languages, "model")
-        return VoiceEntry(name, info.name, f"Cloned voice ({name})", info.languages, "model")
-
-    def _own_voice_name(self) -> str:
-        ref = self.config.voice.ref_audio
-        if self.info.variant is Variant.BASE and ref:
-            return ref.name if isinstance(ref, ReferenceAudio) else Path(ref).stem
-        return "designed" if self.info.variant is Variant.VOICE_DESIGN else "default"
-
-    def _model_for(self, voice: Voice) -> ModelInfo | None:
-        """The first loaded model that can speak a library voice."""
-        for info in self.models:
-            if info.variant is not voice.kind.variant:
-                continue
-            if voice.kind is VoiceKind.STYLE and voice.settings.speaker not in info.speakers:
-                continue
-            if voice.kind is VoiceKind.CLONE and not (info.has_codec_encoder or voice.settings.x_vector_only):
-                continue
-            return info
-        return None
+        """Every voice clients may ask for, with its model (`VoiceBook.entries`)."""
+        return self.voice_book.entries()
 
     @property
     def default_voice(self) -> str:
         """The voice used when a request names none."""
-        voices = self.voices
-        speaker = (self.config.voice.speaker or "").lower()
-        if speaker in voices:
-            return speaker
-        if self.info.variant is not Variant.CUSTOM_VOICE:
-            return self._own_voice_name()
-        return "ryan" if "ryan" in self.info.speakers else self.info.speakers[0]
+        return self.voice_book.default_voice
 
     # ---- replies ----
     def reply(self, options: ReplyOptions | None = None) -> Reply:
@@ -232,105 +178,8 @@ class Engine:
             self._cond.notify_all()
 
     def resolve_voice(self, requested: VoiceSettings) -> VoiceSettings:
-        """The voice and model for a request, merged over the defaults and checked.
-
-        In order: explicit reference audio (a Base model), a preset speaker of a loaded CustomVoice
-        model, the default model's own voice, a library voice (read from the library now). Raises
-        UnknownVoiceError or InvalidRequestError.
-        """
-        if requested.ref_audio:
-            return self._resolve_reference(requested.over(self.config.voice), self._base_model())
-        name = (requested.speaker or self.config.voice.speaker or "").strip().lower() or None
-        if name is None or (name == self._own_voice_name() and self.info.variant is not Variant.CUSTOM_VOICE):
-            return self._resolve_default(requested.over(self.config.voice))
-        for info in self.models:
-            if info.variant is Variant.CUSTOM_VOICE and name in info.speakers:
-                return self._resolve_preset(info, name, requested.over(self.config.voice))
-        return self._resolve_library(self._library_voice(requested.speaker or name), requested)
-
-    def _resolve_default(self, voice: VoiceSettings) -> VoiceSettings:
-        """The default model's voice for a request that names none."""
-        info = self.info
-        if info.variant is Variant.CUSTOM_VOICE:
-            speaker = (voice.speaker or "").lower()
-            if speaker not in info.speakers:
-                speaker = "ryan" if "ryan" in info.speakers else info.speakers[0]
-            return self._resolve_preset(info, speaker, voice)
-        language = normalize_language(voice.language or "auto", info.languages)
-        if info.variant is Variant.VOICE_DESIGN:
-            return VoiceSettings(
-                language=language, instruct=voice.instruct or DEFAULT_DESIGN, model=info.name
-            )
-        if not voice.ref_audio:
-            raise InvalidRequestError(
-                "This is a Base (voice cloning) model: give reference audio (--ref-audio) and "
-                "its transcript (--ref-text), or name a clone voice of the voice library"
-            )
-        return self._resolve_reference(voice, info)
-
-    def _resolve_preset(self, info: ModelInfo, speaker: str, voice: VoiceSettings) -> VoiceSettings:
-        language = normalize_language(voice.language or "auto", info.languages)
-        instruct = voice.instruct or None
-        if instruct and info.size == "0b6":
-            _LOGGER.warning("0.6B CustomVoice models ignore instruct; dropping it")
-            instruct = None
-        return VoiceSettings(speaker=speaker, language=language, instruct=instruct, model=info.name)
-
-    def _resolve_reference(self, voice: VoiceSettings, info: ModelInfo) -> VoiceSettings:
-        if isinstance(voice.ref_audio, str) and not Path(voice.ref_audio).expanduser().is_file():
-            raise InvalidRequestError(f"Reference audio '{voice.ref_audio}' does not exist")
-        language = normalize_language(voice.language or "auto", info.languages)
-        return VoiceSettings(
-            language=language, ref_audio=voice.ref_audio, ref_text=voice.ref_text or None, model=info.name
-        )
-
-    def _base_model(self) -> ModelInfo:
-        for info in self.models:
-            if info.variant is Variant.BASE:
-                return info
-        raise InvalidRequestError(
-            "Reference audio needs a Base (voice cloning) model; loaded: "
-            + ", ".join(f"{info.name} ({info.variant})" for info in self.models)
-        )
-
-    def _library_voice(self, name: str) -> Voice:
-        """The library voice `name`; UnknownVoiceError (listing the voices) for anything else."""
-        try:
-            if self._library is not None:
-                return self._library.get(name)
-        except (InvalidRequestError, UnknownVoiceError):
-            pass
-        raise UnknownVoiceError(f"Unknown voice '{name}'. Voices: {', '.join(self.voices)}")
-
-    def _resolve_library(self, voice: Voice, requested: VoiceSettings) -> VoiceSettings:
-        info = self._model_for(voice)
-        if info is None:
-            needs = {
-                VoiceKind.CLONE: "a Base model (with a codec encoder)",
-                VoiceKind.STYLE: f"a CustomVoice model with speaker '{voice.settings.speaker}'",
-                VoiceKind.DESIGNED: "a VoiceDesign model (or `mlx-speechd voice adopt` it for a Base model)",
-            }[voice.kind]
-            raise UnknownVoiceError(
-                f"Voice '{voice.name}' is a {voice.kind} voice: it needs {needs}, and none is loaded "
-                f"(loaded: {', '.join(f'{i.name} ({i.variant})' for i in self.models)})"
-            )
-        language = requested.language or voice.settings.language or self.config.voice.language or "auto"
-        if voice.kind is VoiceKind.STYLE:
-            assert voice.settings.speaker is not None  # checked when the voice was added
-            instruct = requested.instruct if requested.instruct is not None else voice.settings.instruct
-            styled = VoiceSettings(language=language, instruct=instruct)
-            return self._resolve_preset(info, voice.settings.speaker, styled)
-        language = normalize_language(language, info.languages)
-        if voice.kind is VoiceKind.DESIGNED:
-            return VoiceSettings(
-                language=language,
-                instruct=voice.settings.description,
-                model=info.name,
-                seed=voice.settings.seed,
-            )
-        return VoiceSettings(
-            language=language, ref_text=voice.settings.ref_text, library=voice.name, model=info.name
-        )
+        """The voice and model for a request, merged over the defaults and checked (`VoiceBook.resolve`)."""
+        return self.voice_book.resolve(requested)
 
     # ---- engine thread ----
     def _thread_main(self) -> None:
@@ -559,7 +408,7 @@ class Engine:
         if cache is None:
             return False, None
         # a library voice's definition is part of the key
-        key = cache.key(options, index, text, self._library_voice(library) if library else None)
+        key = cache.key(options, index, text, self.voice_book.library_voice(library) if library else None)
         return self._replay(cache, runtime, job, index, key), key
 
     def _speak(self, runtime: _Runtime, job: Job, index: int, text: str) -> None:
@@ -629,9 +478,9 @@ class Engine:
         or computed (and saved there) the first time."""
         from ..voices.prompt import voice_prompt  # imports the engine's modules: not at import time
 
-        if self._library is None:
+        if self.library is None:
             raise UnknownVoiceError(f"Unknown voice '{name}': no voice library")
-        voice = self._library.get(name)  # removed or replaced since the request: seen here
+        voice = self.library.get(name)  # removed or replaced since the request: seen here
         try:
             ref = voice.ref_audio_path.stat()
         except OSError as err:
@@ -693,7 +542,7 @@ class Engine:
     def _warm_up_voice(self, info: ModelInfo) -> VoiceSettings:
         if info is self.info:
             try:
-                return self._resolve_default(self.config.voice)
+                return self.voice_book.resolve_default(self.config.voice)
             except InvalidRequestError:  # a Base model without reference audio: warm up unconditioned
                 return VoiceSettings(language="auto")
         if info.variant is Variant.CUSTOM_VOICE:
@@ -715,24 +564,3 @@ class _Runtime:
     """`model_fingerprint` of its folder: which saved voice prompts fit it."""
     cache: SentenceCache | None
     """Its keys into the shared audio cache; None when the cache is off."""
-
-
-def _describe(voice: Voice) -> str:
-    """A library voice in a few words, for clients' voice lists."""
-    settings = voice.settings
-    if voice.kind is VoiceKind.STYLE:
-        return ", ".join(filter(None, (settings.speaker, settings.instruct)))
-    if voice.kind is VoiceKind.DESIGNED:
-        return f"designed: {settings.description}"
-    if voice.source and voice.source.startswith("adopted"):
-        return f"cloned, {voice.source}"
-    return f"cloned from {Path(voice.source).name}" if voice.source else "cloned voice"
-
-
-def normalize_language(language: str, supported: tuple[str, ...]) -> str:
-    """Map 'en', 'en-US', 'English' etc. to the model's language names."""
-    key = language.strip().lower().replace("-", "_")
-    key = ISO_LANGUAGES.get(key.split("_")[0], key) if key not in supported else key
-    if key not in supported:
-        raise InvalidRequestError(f"Unsupported language '{language}'. Supported: {', '.join(supported)}")
-    return key

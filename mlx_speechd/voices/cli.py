@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 from .. import api
 from ..config import CONFIG_ENV, ENV_PREFIX
-from ..engine.engine import normalize_language
 from ..engine.loader import ISO_LANGUAGES, model_variant
 from ..engine.types import Variant
+from ..engine.voice_book import normalize_language
 from ..errors import SpeechdError
 from ..playback import PlaybackError, Player, check_output_device
 from ..settings import parse_device
