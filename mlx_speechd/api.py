@@ -22,6 +22,7 @@ from typing import Any, TypedDict, Unpack
 import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, pcm16_to_float
+from .audio.wavfile import AUDIO_FORMATS
 from .engine.engine import Engine
 from .engine.loader import resolve_model_path
 from .engine.reply import Reply
@@ -45,7 +46,7 @@ from .errors import InvalidRequestError
 from .narration.runner import AudioFormat, LazyTTS, Narration, NarrationResult, NarrationSettings
 from .narration.script import Segment, make_segments, read_script
 from .settings import parse_size
-from .voices.store import default_voices_dir
+from .voices.store import VOICES_DIR_ENV, default_voices_dir
 
 Text = str | Iterable[str]
 """A whole text, or pieces of one as they arrive (an LLM's tokens, say)."""
@@ -131,8 +132,6 @@ Script = Iterable[str | Segment] | str | os.PathLike[str]
 script file to read them from (`mlx_speechd.narration.read_script`; "-": stdin)."""
 
 MODEL_ENV = "MLX_SPEECHD_MODEL"
-VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
-_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,7 +154,7 @@ class Audio:
         import soundfile
 
         target = check_audio_path(path)
-        file_format, subtype = _FORMATS[target.suffix.lower()]
+        file_format, subtype = AUDIO_FORMATS[target.suffix.lower()]
         # 16-bit formats get the PCM itself (lossless); soundfile would scale floats by 32768, not 32767
         data = np.frombuffer(self.pcm, dtype="<i2") if subtype == "PCM_16" else self.samples
         soundfile.write(target, data, self.sample_rate, format=file_format, subtype=subtype)
@@ -165,7 +164,7 @@ class Audio:
 def check_audio_path(path: str | os.PathLike[str]) -> Path:
     """The path `Audio.save` would write; InvalidRequestError for an unknown format or a missing folder."""
     target = Path(path).expanduser()
-    if target.suffix.lower() not in _FORMATS:
+    if target.suffix.lower() not in AUDIO_FORMATS:
         raise InvalidRequestError(f"Cannot tell the audio format of '{target.name}': use .wav, .flac or .ogg")
     if not target.parent.is_dir():
         raise InvalidRequestError(f"Cannot save '{target}': folder '{target.parent}' does not exist")

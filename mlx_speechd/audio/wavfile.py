@@ -12,8 +12,8 @@ import soundfile
 
 from .pcm import CHANNELS, SAMPLE_RATE
 
-_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
-"""soundfile (format, subtype) by extension; other names get WAV."""
+AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+"""soundfile (format, subtype) by file extension; `WavFile` writes WAV for any other name."""
 
 
 class WavFile:
@@ -35,7 +35,7 @@ class WavFile:
         except OSError as err:  # named after the file asked for, not the temporary one
             raise OSError(err.errno, err.strerror, path) from None
         try:
-            container, subtype = _FORMATS.get(os.path.splitext(name)[1].lower(), _FORMATS[".wav"])
+            container, subtype = AUDIO_FORMATS.get(os.path.splitext(name)[1].lower(), AUDIO_FORMATS[".wav"])
             self._file = soundfile.SoundFile(
                 fd, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype=subtype, format=container
             )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import api
-from ..config import CONFIG_ENV, ENV_PREFIX
+from ..config import CONFIG_ENV
 from ..engine.loader import ISO_LANGUAGES, model_variant
 from ..engine.types import Variant
 from ..engine.voice_book import normalize_language
@@ -24,12 +24,11 @@ from ..playback import PlaybackError, Player, check_output_device
 from ..settings import parse_device
 from .reference import check_transcript as checked_transcript
 from .reference import load_reference
-from .store import Voice, VoiceKind, VoiceLibrary, VoiceParams, default_voices_dir
+from .store import VOICES_DIR_ENV, Voice, VoiceKind, VoiceLibrary, VoiceParams, default_voices_dir
 
 _LOGGER = logging.getLogger(__name__)
 
 PROG = "mlx-speechd"
-VOICES_DIR_ENV = ENV_PREFIX + "VOICES_DIR"
 DESIGN_MODEL = "mlx-community/Qwen3-TTS-12Hz-1.7B-VoiceDesign-8bit"
 """The VoiceDesign model `voice design` uses when neither --model nor the voice names one."""
 LANGUAGES = ("auto", *ISO_LANGUAGES.values())

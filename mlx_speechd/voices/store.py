@@ -48,6 +48,10 @@ MAX_NAME_LENGTH = 64
 _NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}")
 
 
+VOICES_DIR_ENV = "MLX_SPEECHD_VOICES_DIR"
+"""The environment variable naming the voice library folder (as `--voices-dir` does)."""
+
+
 def default_voices_dir() -> Path:
     """The per-user default: `~/Library/Application Support/mlx-speechd/voices` on macOS,
     `$XDG_DATA_HOME/mlx-speechd/voices` (`~/.local/share/...`) on Linux."""
