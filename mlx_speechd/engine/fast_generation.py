@@ -24,8 +24,8 @@ from .generation import (
     GeneratedChunk,
     GenerationSettings,
     Utterance,
-    _decode,
-    _log_end,
+    decode_chunk,
+    log_end,
     start_utterance,
 )
 from .guards import RunawayGuard, frame_cap
@@ -105,7 +105,7 @@ class FrameCollector:
         return chunk, self._guard.add_audio(chunk.audio)
 
     def flush(self, finish: str | None = None) -> GeneratedChunk:
-        audio = _decode(self._decoder, self._pending, self._settings, self._on_frames)
+        audio = decode_chunk(self._decoder, self._pending, self._settings, self._on_frames)
         now = time.perf_counter()
         chunk = GeneratedChunk(audio, len(self._pending), now - self._started, finish)
         self._index += 1
@@ -147,6 +147,6 @@ def generate_utterance_fast(
             break
         frame = following
     finish = finish or "frame-cap"
-    _log_end(finish, utt.text, cap, quiet=max_frames is not None)
+    log_end(finish, utt.text, cap, quiet=max_frames is not None)
     if not cancelled():
         yield collector.flush(finish)

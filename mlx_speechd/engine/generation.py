@@ -153,7 +153,7 @@ def generate_utterance(
             finish = reason
             break
         if len(pending) >= settings.schedule.size(chunk_index):
-            audio = _decode(decoder, pending, settings, on_frames)
+            audio = decode_chunk(decoder, pending, settings, on_frames)
             now = time.perf_counter()
             yield GeneratedChunk(audio, len(pending), now - chunk_started)
             # Release the GIL for a moment: the thread that receives this chunk runs now rather
@@ -165,14 +165,15 @@ def generate_utterance(
             if reason := guard.add_audio(audio):
                 finish = reason
                 break
-    _log_end(finish, utt.text, cap, quiet=max_frames is not None)
+    log_end(finish, utt.text, cap, quiet=max_frames is not None)
     if cancelled():
         return
-    audio = _decode(decoder, pending, settings, on_frames)
+    audio = decode_chunk(decoder, pending, settings, on_frames)
     yield GeneratedChunk(audio, len(pending), time.perf_counter() - chunk_started, finish)
 
 
-def _log_end(finish: str, text: str, cap: int, *, quiet: bool) -> None:
+def log_end(finish: str, text: str, cap: int, *, quiet: bool) -> None:
+    """Say why an utterance stopped, unless by EOS (a frame cap at DEBUG when `quiet`)."""
     if finish == "frame-cap":
         _LOGGER.log(
             logging.DEBUG if quiet else logging.WARNING,
@@ -185,7 +186,7 @@ def _log_end(finish: str, text: str, cap: int, *, quiet: bool) -> None:
         _LOGGER.warning("Ended an utterance early: %s: %r", finish, text[:60])
 
 
-def _decode(
+def decode_chunk(
     decoder: StreamingDecoder,
     frames: list[mx.array],
     settings: GenerationSettings,

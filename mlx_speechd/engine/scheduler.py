@@ -28,7 +28,7 @@ from .adapter import Qwen3Model
 from .batch import BatchGenerator, RowFrame
 from .decoder import StreamingDecoder
 from .fast_generation import FrameCollector
-from .generation import GeneratedChunk, GenerationSettings, Utterance, _log_end, start_utterance
+from .generation import GeneratedChunk, GenerationSettings, Utterance, log_end, start_utterance
 from .guards import frame_cap
 from .job import Job
 from .sentence_cache import SentenceCache
@@ -190,7 +190,7 @@ class BatchScheduler:
             if finish is None and row.taken >= row.cap:
                 finish = "frame-cap"
             if finish is not None:
-                _log_end(finish, row.request.utterance.text, row.cap, quiet=False)
+                log_end(finish, row.request.utterance.text, row.cap, quiet=False)
                 row.deliver(row.collector.flush(finish))
                 self._leave(ident, finish)
         except Exception as err:
