@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 
@@ -81,3 +82,28 @@ def test_rows_leave_and_free_their_cache(model: Qwen3Model) -> None:
     batch.remove(0)
     batch.remove(2)
     assert batch.rows == [] and batch.step() == {}
+
+
+@pytest.mark.parametrize(("top_k", "top_p"), [(5, 1.0), (5, 0.8), (0, 0.8), (0, 1.0)])
+def test_row_sampling_draws_from_mlx_audios_distribution(top_k: int, top_p: float) -> None:
+    """`sample_rows` draws over the top-k candidates only; the probabilities are mlx-audio's."""
+    from mlx_audio.lm.sample_utils import apply_top_k, apply_top_p
+
+    from mlx_speechd.engine.adapter import Sampling, noise_size, row_noise, sample_rows
+
+    vocab, draws = 12, 40000
+    logits = mx.array(np.random.default_rng(0).normal(0, 1.5, (1, vocab)), mx.float32)
+    sampling = Sampling(temperature=0.9, top_k=top_k, top_p=top_p, repetition_penalty=1.0)
+    expected = nn.log_softmax(logits / sampling.temperature, axis=-1)
+    if top_k:
+        expected = nn.log_softmax(apply_top_k(expected, top_k), axis=-1)
+    if top_p < 1.0:
+        expected = nn.log_softmax(apply_top_p(expected, top_p), axis=-1)
+    probabilities = np.array(mx.exp(expected))[0]
+
+    keys = mx.random.split(mx.random.key(11), draws)
+    noise = row_noise(keys, noise_size(sampling, vocab))
+    codes = sample_rows(mx.broadcast_to(logits, (draws, vocab)), noise, sampling)
+    counts = np.bincount(np.array(codes)[:, 0], minlength=vocab) / draws
+    assert counts[probabilities == 0].sum() == 0  # nothing outside the top-k / nucleus
+    np.testing.assert_allclose(counts, probabilities, atol=0.01)

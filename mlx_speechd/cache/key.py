@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-AUDIO_CODE_VERSION = 1
-"""Bump whenever our code changes the audio of a sentence (generation loop, decoder, PCM
+AUDIO_CODE_VERSION = 2
+"""Bump whenever our code changes the audio of a sentence (generation loop, sampling, decoder, PCM
 conversion): every entry written before then stops matching."""
 
 KEY_FORMAT = 1

@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 from mlx_audio.lm.models.cache import BatchKVCache
-from mlx_audio.lm.sample_utils import apply_top_k, apply_top_p
+from mlx_audio.lm.sample_utils import apply_top_p
 
 from ..errors import InvalidRequestError, ModelLoadError
 from .types import ModelInfo, Variant
@@ -176,19 +176,39 @@ def penalize(logits: mx.array, history: mx.array, penalty: mx.array | float) -> 
     return mx.where(seen, mx.where(logits < 0, logits * penalty, logits / penalty), logits)
 
 
-def sample_rows(logits: mx.array, keys: list[mx.array], sampling: Sampling) -> mx.array:
-    """One code per row of `logits` [B, V], filtered as mlx-audio does, row b drawn with `keys[b]`: [B, 1]."""
+def sample_rows(logits: mx.array, noise: mx.array, sampling: Sampling) -> mx.array:
+    """One code per row of `logits` [B, V], from the distribution mlx-audio's sampler draws from: [B, 1].
+
+    Gumbel-max over the top-k candidates only, so `noise` is [B, `noise_size(sampling, V)`]: the same
+    probabilities as masking the rest of the vocabulary, with far fewer random numbers to draw.
+    """
     if sampling.temperature <= 0:
         return mx.argmax(logits, axis=-1, keepdims=True)
     if sampling.temperature != 1.0:
         logits = logits / sampling.temperature
+    candidates = None
     if 0 < sampling.top_k < logits.shape[-1]:
-        logits = apply_top_k(logits, sampling.top_k)
+        candidates = mx.argpartition(-logits, kth=sampling.top_k - 1, axis=-1)[:, : sampling.top_k]
+        logits = mx.take_along_axis(logits, candidates, axis=-1)
     if 0.0 < sampling.top_p < 1.0:
         logprobs = apply_top_p(nn.log_softmax(logits, axis=-1), sampling.top_p)
         logits = mx.where(logprobs == -mx.inf, -mx.inf, logits)
-    noise = mx.stack([mx.random.gumbel(logits.shape[1:], key=key) for key in keys])
-    return mx.argmax(logits + noise, axis=-1, keepdims=True)
+    choice = mx.argmax(logits + noise, axis=-1, keepdims=True)
+    return choice if candidates is None else mx.take_along_axis(candidates, choice, axis=-1)
+
+
+def noise_size(sampling: Sampling, vocab: int) -> int:
+    """How many random numbers `sample_rows` takes per row from a vocabulary of `vocab`."""
+    return sampling.top_k if 0 < sampling.top_k < vocab else vocab
+
+
+def row_noise(keys: mx.array, size: int) -> mx.array:
+    """Gumbel noise [..., size] drawn with each of `keys` [..., 2] (one vectorized draw, the same numbers
+    as drawing with each key alone)."""
+    draw: Callable[[mx.array], mx.array] = lambda key: mx.random.gumbel((size,), key=key)  # noqa: E731
+    for _ in range(keys.ndim - 1):
+        draw = mx.vmap(draw)
+    return draw(keys)
 
 
 class Qwen3Model:
@@ -354,13 +374,16 @@ class Qwen3Model:
                 slots: mx.array,
                 penalty: mx.array,
             ) -> tuple[mx.array, mx.array, mx.array, mx.array, mx.array]:
-                steps = self.module.talker.code_predictor.num_code_groups - 1
-                split = [mx.random.split(keys[b], steps + 2) for b in range(keys.shape[0])]
+                predictor = self.module.talker.code_predictor
+                steps = predictor.num_code_groups - 1
+                split = mx.vmap(lambda key: mx.random.split(key, steps + 2))(keys)  # [B, steps + 2, 2]
                 logits = mx.where(self._suppress, mx.array(-mx.inf, logits.dtype), logits)
-                first = sample_rows(penalize(logits, history, penalty), [k[1] for k in split], sampling)
+                first_noise = row_noise(split[:, 1], noise_size(sampling, logits.shape[-1]))
+                first = sample_rows(penalize(logits, history, penalty), first_noise, sampling)
+                noise = row_noise(split[:, 2:], noise_size(sampling, predictor.config.vocab_size))
 
                 def sample(group: int, step_logits: mx.array) -> mx.array:
-                    return sample_rows(step_logits[:, -1, :], [k[group + 1] for k in split], sampling)
+                    return sample_rows(step_logits[:, -1, :], noise[:, group - 1], sampling)
 
                 codes, embeds = self._predict(first, hidden, sample)
                 written = mx.arange(history.shape[1])[None, :] == slots[:, None]
@@ -368,7 +391,7 @@ class Qwen3Model:
                     first,
                     codes,
                     embeds,
-                    mx.stack([k[0] for k in split]),
+                    split[:, 0],
                     mx.where(written, first, history),
                 )
 
