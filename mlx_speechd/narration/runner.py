@@ -173,6 +173,14 @@ class _Request:
     """The same plus the file format: the manifest's ``request``."""
 
 
+@dataclass(frozen=True)
+class _Made:
+    """A segment's record and its audio (None if it has none), not written yet (`Narration._keep` does)."""
+
+    record: SegmentRecord
+    pcm: bytes | None = None
+
+
 class Narration:
     """One run over a script into an output folder."""
 
@@ -235,19 +243,26 @@ class Narration:
     def _done(
         self,
         bar: _Progress,
-        make: Callable[[Segment, _Request], SegmentRecord | None],
+        make: Callable[[Segment, _Request], _Made | None],
         segment: Segment,
         request: _Request,
     ) -> bool:
-        """Make a segment with ``make``; record it and advance the bar unless that gave None."""
+        """Make a segment with ``make``; keep it and advance the bar unless that gave None."""
         started = time.perf_counter()
-        record = make(segment, request)
-        if record is None:
+        made = make(segment, request)
+        if made is None:
             return False
-        self._records[segment.id] = record
-        self._write()
+        record = self._keep(made)
         bar.advance(record.duration, time.perf_counter() - started)
         return True
+
+    def _keep(self, made: _Made) -> SegmentRecord:
+        """Write the segment's file (if it has audio) and record it in the manifest, one right after
+        the other, on the run's own thread: an interrupted run leaves no file its manifest lacks."""
+        record = made.record if made.pcm is None else self._save(made.record, made.pcm)
+        self._records[record.id] = record
+        self._write()
+        return record
 
     def _make_all(self, bar: _Progress, missing: list[tuple[Segment, _Request]]) -> None:
         """Speak the segments the cache lacks, up to the engine's `max_batch` at once (the engine
@@ -262,9 +277,7 @@ class Narration:
             started = time.perf_counter()
             futures = [pool.submit(self._make, segment, request) for segment, request in missing]
             for future in as_completed(futures):
-                record = future.result()
-                self._records[record.id] = record
-                self._write()
+                record = self._keep(future.result())
                 now = time.perf_counter()
                 bar.advance(record.duration, now - started)  # wall time: the RTF of the whole batch
                 started = now
@@ -307,7 +320,7 @@ class Narration:
             return False
         return file_sha256(self.out_dir / record.file) == record.sha256
 
-    def _replay(self, segment: Segment, request: _Request) -> SegmentRecord | None:
+    def _replay(self, segment: Segment, request: _Request) -> _Made | None:
         """The segment's file from its whole audio in the audio cache; None on a miss."""
         cached = self.store.get(SegmentKey(request.audio)) if self.store is not None else None
         if cached is None:
@@ -322,23 +335,25 @@ class Narration:
             cached_sentences=sentences,
             ok=True,
         )
-        return self._save(record, cached.pcm)
+        return _Made(record, cached.pcm)
 
-    def _make(self, segment: Segment, request: _Request) -> SegmentRecord:
-        record = self._attempt(segment, request, self._seed(segment), retried=False)
-        if record.ok or record.finish_reason.startswith("error"):
-            return record
+    def _make(self, segment: Segment, request: _Request) -> _Made:
+        """Speak the segment (once more with another seed if a guard or the frame cap ended it)."""
+        made = self._attempt(segment, request, self._seed(segment), retried=False)
+        if made.record.ok or made.record.finish_reason.startswith("error"):
+            return made
         retry_seed = (self._seed(segment) or 0) + RETRY_SEED_OFFSET
         _LOGGER.warning(
             "Segment %s ended by %s; trying once more with seed %d",
             segment.id,
-            record.finish_reason,
+            made.record.finish_reason,
             retry_seed,
         )
-        record = self._attempt(segment, request, retry_seed, retried=True)
-        if not record.ok:
-            _LOGGER.error("Segment %s failed again (%s); it has no file", segment.id, record.finish_reason)
-        return record
+        made = self._attempt(segment, request, retry_seed, retried=True)
+        if not made.record.ok:
+            reason = made.record.finish_reason
+            _LOGGER.error("Segment %s failed again (%s); it has no file", segment.id, reason)
+        return made
 
     def _record(
         self, segment: Segment, request: _Request, seed: int | None, *, retried: bool
@@ -364,15 +379,13 @@ class Narration:
             ok=False,
         )
 
-    def _attempt(
-        self, segment: Segment, request: _Request, seed: int | None, *, retried: bool
-    ) -> SegmentRecord:
+    def _attempt(self, segment: Segment, request: _Request, seed: int | None, *, retried: bool) -> _Made:
         base = self._record(segment, request, seed, retried=retried)
         try:
             audio = self.speaker.get().generate(segment.text, **self._speech(segment, seed))
         except SpeechdError as err:
             _LOGGER.error("Segment %s: %s", segment.id, err)
-            return dataclasses.replace(base, finish_reason=f"error: {err.code}")
+            return _Made(dataclasses.replace(base, finish_reason=f"error: {err.code}"))
         stats = audio.stats
         record = dataclasses.replace(
             base,
@@ -384,10 +397,10 @@ class Narration:
             ok=stats.finish_reason == "eos",
         )
         if not record.ok:
-            return record
+            return _Made(record)
         if self.store is not None and not retried:  # a retry's audio is not this request's
             self.store.put(SegmentKey(request.audio), audio.pcm, stats.frames, stats.finish_reason)
-        return self._save(record, audio.pcm)
+        return _Made(record, audio.pcm)
 
     def _save(self, record: SegmentRecord, pcm: bytes) -> SegmentRecord:
         """Write the segment's file; its record with the file's name and checksum."""
