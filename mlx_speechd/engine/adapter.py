@@ -170,7 +170,12 @@ KeyedFrame = Callable[..., tuple[mx.array, mx.array, mx.array, mx.array, mx.arra
 
 def penalize(logits: mx.array, history: mx.array, penalty: mx.array | float) -> mx.array:
     """mlx-audio's repetition penalty on `logits` [B, V] for the codes in each row's `history` [B, n]."""
-    seen = (history[:, :, None] == mx.arange(logits.shape[-1])[None, None, :]).any(axis=1)
+    vocab = logits.shape[-1]
+    columns = mx.where(history < 0, vocab, history)  # empty slots (-1) mark a spare column
+    seen = mx.put_along_axis(
+        mx.zeros((logits.shape[0], vocab + 1), mx.bool_), columns, mx.array(True), axis=-1
+    )
+    seen = seen[:, :vocab]
     if isinstance(penalty, mx.array):
         penalty = penalty.astype(logits.dtype)
     return mx.where(seen, mx.where(logits < 0, logits * penalty, logits / penalty), logits)
