@@ -11,7 +11,11 @@ See docs/python.md. The daemon and command line are `mlx-speechd --help`.
 
 __version__ = "0.1.0"
 
-from .api import (
+from .blas import load_mkl
+
+load_mkl()  # before anything loads MLX: its float32 products then run on MKL, if installed (see blas.py)
+
+from .api import (  # noqa: E402
     TTS,
     Audio,
     AudioChunk,
@@ -23,7 +27,7 @@ from .api import (
     load,
     narrate,
 )
-from .errors import (
+from .errors import (  # noqa: E402
     ClientTooSlowError,
     EngineClosedError,
     EngineFailure,

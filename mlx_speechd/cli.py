@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, blas
 from .config import (
     CONFIG_ENV,
     ENV_PREFIX,
@@ -389,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         sources = apply_defaults(parser, _config_path(argv), os.environ)
         args = parser.parse_args(argv)
         config = _checked(args)
+        if blas.failure:
+            raise ConfigError(blas.failure)
     except (ConfigError, UsageError) as err:
         return _usage_error(err, argv, parser)
     if args.print_config:

@@ -15,11 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import blas
+
 ENV_PREFIX = "MLX_SPEECHD_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 _NOT_SETTINGS = {"help", "version", "text", "config", "print_config"}
-OTHER_VARIABLES = frozenset({CONFIG_ENV, ENV_PREFIX + "VOICES_DIR", ENV_PREFIX + "OFFICIAL_PYTHON"})
-"""MLX_SPEECHD_* variables that are not options: the config file, the voice library, the conformance tests."""
+OTHER_VARIABLES = frozenset(
+    {CONFIG_ENV, ENV_PREFIX + "VOICES_DIR", ENV_PREFIX + "OFFICIAL_PYTHON", blas.BLAS_ENV}
+)
+"""MLX_SPEECHD_* variables that are not options: the config file, the voice library, the conformance
+tests, the BLAS under MLX."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

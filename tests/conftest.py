@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import mlx_speechd  # noqa: F401  (before any test module loads MLX: MKL when installed, see mlx_speechd/blas.py)
+
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach the Hugging Face hub
 # The audio cache is on by default: keep the tests' entries out of the user's cache folder
 # (the command line, the Python API and subprocesses all take the default folder from here).

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import blas
 from ..errors import ModelLoadError
 from .adapter import Qwen3Model
 from .types import ModelInfo, Variant
@@ -166,7 +167,15 @@ def load_model(model: str) -> tuple[Qwen3Model, ModelInfo]:
     check_qwen3_tts(model, path)
     with library_output_to_debug():
         loaded = Qwen3Model.load(path)
+    _log_blas()
     return loaded, loaded.describe(model, path)
+
+
+def _log_blas() -> None:
+    if blas.failure:
+        _LOGGER.warning("%s; float32 products use MLX's bundled BLAS", blas.failure)
+    elif blas.loaded:
+        _LOGGER.info("float32 matrix products run on MKL (%s)", blas.loaded)
 
 
 def model_variant(model: str) -> Variant:
