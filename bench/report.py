@@ -245,6 +245,8 @@ def voices_table(results: dict[str, dict[str, Any]]) -> str:
                 f"{audio['library']:.3f}",
                 f"{audio['preset']:.3f}",
                 ratio(audio["library"], audio["preset"]),
+                f"{audio['x_vector']:.3f}",
+                ratio(audio["x_vector"], audio["preset"]),
                 f"{r['prompt']['once_s']:.2f}",
             ]
         )
@@ -257,6 +259,8 @@ def voices_table(results: dict[str, dict[str, Any]]) -> str:
         "library",
         "preset",
         "library / preset",
+        "x-vector-only library voice",
+        "x-vector / preset",
         "compute once s",
     ]
     return table(header, rows)

@@ -128,6 +128,12 @@ def voices_targets(result: dict[str, Any], baseline: str) -> list[Target]:
                 "<= 1.2x",
                 clone <= 1.2,
             ),
+            Target(
+                f"{size}: first audio, x-vector-only library voice / preset speaker",
+                f"{r['x_vector_over_preset']:.2f}x",
+                "<= 1.2x",
+                r["x_vector_over_preset"] <= 1.2,
+            ),
         ]
     return targets
 

@@ -48,8 +48,10 @@ SENTENCES = (
 )
 LANGUAGE = "english"
 VOICE = "me"
+XVECTOR_VOICE = "me-x"
+"""The same reference as a speaker-embedding-only (`--x-vector-only`) voice: no transcript, no codes."""
 PRESET = "ryan"
-VARIANTS = ("library", "per_request", "preset")
+VARIANTS = ("library", "per_request", "preset", "x_vector")
 
 
 def reference() -> np.ndarray:
@@ -126,12 +128,14 @@ def first_audio(
         "library": VoiceSettings(speaker=VOICE),
         "per_request": VoiceSettings(language=LANGUAGE, ref_audio=ReferenceAudio(samples), ref_text=REF_TEXT),
         "preset": VoiceSettings(speaker=PRESET, language=LANGUAGE),
+        "x_vector": VoiceSettings(speaker=XVECTOR_VOICE),
     }
     guards = GuardSettings(frames_per_char=0, min_frames=frames)
     with mlx_speechd.load([custom, base], voices_dir=library.folder, guards=guards, audio_cache=False) as tts:
         began = time.perf_counter()
         _request(tts.engine, voices["library"], SENTENCES[0])
         library_first = time.perf_counter() - began
+        _request(tts.engine, voices["x_vector"], SENTENCES[0])  # computes and saves its prompt
         seconds: dict[str, list[float]] = {key: [] for key in VARIANTS}
         for index in range(warmup + rounds):
             text = SENTENCES[index % len(SENTENCES)]
@@ -150,6 +154,8 @@ def measure(base: str, custom: str, rounds: int, warmup: int, frames: int) -> di
         voice = library.add(
             VOICE, VoiceKind.CLONE, VoiceParams(language=LANGUAGE, ref_text=REF_TEXT), audio=samples
         )
+        params = VoiceParams(language=LANGUAGE, x_vector_only=True)
+        library.add(XVECTOR_VOICE, VoiceKind.CLONE, params, audio=samples)
         prompt = prompt_costs(base, voice, rounds, warmup, samples)
         audio = first_audio(base, custom, library, rounds, warmup, frames, samples)
     prompt_median = {key: median(values) for key, values in prompt["seconds"].items()}
@@ -165,6 +171,7 @@ def measure(base: str, custom: str, rounds: int, warmup: int, frames: int) -> di
         "first_audio": {**audio, "median_s": audio_median},
         "prompt_ratio": prompt_median["library"] / prompt_median["per_request"],
         "clone_over_preset": audio_median["library"] / audio_median["preset"],
+        "x_vector_over_preset": audio_median["x_vector"] / audio_median["preset"],
     }
 
 

@@ -213,15 +213,17 @@ def test_voices_section_on_the_tiny_models(tiny_base: Path, tiny_custom_voice: P
     assert tiny["prompt"]["identical_prompts"]  # the library prompt is the per-request one, bit for bit
     assert _positive(tiny["prompt"]["once_s"]) and _positive(tiny["first_audio"]["library_first_request_s"])
     clones = {"library", "per_request"}
-    for part, variants in (("prompt", clones), ("first_audio", {*clones, "preset"})):
+    for part, variants in (("prompt", clones), ("first_audio", {*clones, "preset", "x_vector"})):
         seconds = tiny[part]["seconds"]
         assert set(seconds) == variants
         assert all(len(values) == tiny["rounds"] == 1 for values in seconds.values())
         assert all(_positive(value) for values in seconds.values() for value in values)
     assert _positive(tiny["prompt_ratio"]) and _positive(tiny["clone_over_preset"])
+    assert _positive(tiny["x_vector_over_preset"])
     names = {t["name"] for t in results["targets"]}
     assert "tiny: prompt + priming, library voice / per-request reference" in names
     assert "tiny: first audio, library clone voice / preset speaker" in names
+    assert "tiny: first audio, x-vector-only library voice / preset speaker" in names
 
 
 def test_concurrency_throughput_parts(tiny_custom_voice: Path) -> None:
