@@ -78,6 +78,8 @@ def _make_model(folder: Path, size: str, variant: str = "custom_voice") -> str:
 def _machine() -> dict[str, Any]:
     import mlx.core as mx
 
+    from mlx_speechd import blas
+
     cpuinfo = Path("/proc/cpuinfo")
     models = (
         re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE) if cpuinfo.exists() else []
@@ -90,6 +92,7 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "mlx": importlib.metadata.version("mlx"),
         "mlx_device": str(mx.default_device()),
+        "blas": str(blas.loaded) if blas.loaded else "MLX's own",
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
