@@ -3,6 +3,7 @@ saved prompts and decoder state giving the same audio as fresh ones, and a libra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +130,18 @@ def test_a_voice_added_or_removed_while_running_is_seen_at_once(
 def test_names_with_path_separators_or_odd_characters_are_refused(tts: mlx_speechd.TTS, name: str) -> None:
     with pytest.raises(UnknownVoiceError, match="Unknown voice"):
         tts.engine.resolve_voice(VoiceSettings(speaker=name))
+
+
+def test_a_base_model_warns_about_its_missing_default_voice_only_without_library_voices(
+    tiny_base: Path, library: VoiceLibrary, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    warning = "every request must bring its own reference audio"
+    with caplog.at_level(logging.INFO, logger="mlx_speechd.engine.engine"):
+        with mlx_speechd.load(str(tiny_base), voices_dir=library.folder, warmup=False):
+            pass
+        assert warning not in caplog.text
+        assert "its library voices: alice" in caplog.text
+        caplog.clear()
+        with mlx_speechd.load(str(tiny_base), voices_dir=tmp_path / "empty", warmup=False):
+            pass
+        assert warning in caplog.text

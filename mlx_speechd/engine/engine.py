@@ -520,7 +520,11 @@ class Engine:
         except InvalidRequestError as err:
             if self.info.variant is not Variant.BASE or self.config.voice.ref_audio:
                 raise
-            _LOGGER.warning("%s; until then every request must bring its own reference audio", err)
+            if own := self.voice_book.library_voices(self.info.name):  # requests can name one of them
+                names = ", ".join(own)
+                _LOGGER.info("No default voice for %s; its library voices: %s", self.info.name, names)
+            else:
+                _LOGGER.warning("%s; until then every request must bring its own reference audio", err)
 
     def _warm_up(self, runtime: _Runtime) -> None:
         """Compile kernels for the first-chunk and steady chunk shapes before serving."""

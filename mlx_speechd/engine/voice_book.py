@@ -77,6 +77,10 @@ class VoiceBook:
                 )
         return tuple(entries)
 
+    def library_voices(self, model: str) -> list[str]:
+        """The names of the library voices `model` speaks."""
+        return [e.name for e in self.entries() if e.model == model and e.kind not in ("preset", "model")]
+
     def _own_voice_entry(self) -> VoiceEntry:
         info, name = self.info, self.own_voice_name()
         if info.variant is Variant.VOICE_DESIGN:
