@@ -248,8 +248,11 @@ def test_design_renders_the_sample_then_adopt_makes_a_clone(
     assert np.abs(listened - sample).max() < 1e-3  # the same audio, the file in 16 bits
 
     # rendering the stored design again (its model and seed, no --description) gives the same sample
+    manifest = library / "narrator" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(narrator.created, "2020-01-02T03:04:05+00:00"))
     ok(voice_cli(library, "design", "narrator"))
     assert np.array_equal(read_audio(lib.get("narrator").sample_path), sample)
+    assert lib.get("narrator").created == "2020-01-02T03:04:05+00:00"  # still the voice made then
     # and it is what the daemon says in that voice on the same model
     with mlx_speechd.load(tiny_voice_design, voices_dir=library, warmup=False, audio_cache=False) as tts:
         spoken = tts.generate(text, voice="narrator")

@@ -243,13 +243,15 @@ def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     if variant is not Variant.VOICE_DESIGN:
         raise _UsageError(f"'{model}' is a {variant} model; designing a voice needs a VoiceDesign model")
     audio = _render(model, settings)
+    rendered_again = not args.description  # the stored design, rendered again: still the same voice
     voice = library.add(
         args.name,
         VoiceKind.DESIGNED,
         settings,
         audio=audio.samples,
         model=model,
-        force=args.force or not args.description,
+        force=args.force or rendered_again,
+        created=library.get(args.name).created if rendered_again else None,
     )
     if args.output:
         audio.save(args.output)

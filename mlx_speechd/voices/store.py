@@ -203,19 +203,20 @@ class VoiceLibrary:
         source: str | None = None,
         model: str | None = None,
         force: bool = False,
+        created: str | None = None,
     ) -> Voice:
         """Add a voice, or with `force` replace one, atomically.
 
         `audio` is 24 kHz mono float: the reference of a clone voice (required), or the rendered
-        sample of a designed voice (optional). Raises InvalidRequestError for missing pieces or an
-        existing name without `force`.
+        sample of a designed voice (optional). `created` keeps a replaced voice's creation time
+        (default: now). Raises InvalidRequestError for missing pieces or an existing name without `force`.
         """
         name = self.check_free(name, force)
         settings = _check_settings(kind, settings, audio)
         manifest = {
             "format": MANIFEST_FORMAT,
             "kind": kind.value,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": created or datetime.now(UTC).isoformat(timespec="seconds"),
             "source": source,
             "model": model,
             "settings": {
