@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return command(argv[1:])
     parser = build_parser()
     try:
-        sources = apply_defaults(parser, _config_path(argv), os.environ)
+        sources = apply_defaults(parser, config_file_arg(argv), os.environ)
         args = parser.parse_args(argv)
         config = _checked(args)
         if blas.failure:
@@ -448,7 +448,7 @@ _SUBCOMMANDS: dict[str, str] = {
 """Subcommands with their own parsers: the module whose `main(argv)` runs each, imported only when used."""
 
 
-def _config_path(argv: list[str]) -> str | None:
+def config_file_arg(argv: Sequence[str]) -> str | None:
     """The --config value, found before the full parse so the file can supply defaults."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")

@@ -415,3 +415,38 @@ def test_a_daemon_and_a_narration_share_the_audio_cache(tiny_custom_voice_ends: 
         assert asyncio.run(speak("Made by the narration.")) == narrated.tobytes()
     finally:
         _stop(daemon)
+
+
+def test_narrate_takes_the_daemons_config_file_and_variables_under_its_command_line(
+    tiny_base_ends: Path,
+    voices: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = tmp_path / "script.txt"
+    script.write_text("Hello from the config file.\n", encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'model = ["{tiny_base_ends}"]\nvoice = "guest"\nvoices_dir = "{voices}"\n'
+        f'audio_cache_dir = "{tmp_path / "cache"}"\nuri = ["tcp://127.0.0.1:10200"]  # the daemon\'s own\n',
+        encoding="utf-8",
+    )
+    monkeypatch.delenv("MLX_SPEECHD_CONFIG", raising=False)
+    monkeypatch.delenv("MLX_SPEECHD_VOICES_DIR")  # the tests' own library: the environment would win
+
+    def voice_of(out: str, *extra: str) -> str:
+        argv = ["narrate", str(script), "--out-dir", str(tmp_path / out), "--config", str(config), *extra]
+        assert cli_main([*argv, "--quiet"]) == 0, capsys.readouterr().err
+        return str(_manifest(tmp_path / out)["segments"][0]["voice"])
+
+    assert voice_of("from-file") == "guest"  # model, voice and library all from the file
+    monkeypatch.setenv("MLX_SPEECHD_VOICE", "narrator")
+    assert voice_of("from-env") == "narrator"  # the environment over the file
+    assert voice_of("from-argv", "--voice", "guest") == "guest"  # the command line over both
+
+    config.write_text('voise = "guest"\n', encoding="utf-8")
+    argv = ["narrate", str(script), "--out-dir", str(tmp_path / "typo"), "--config", str(config)]
+    assert cli_main(argv) == 2
+    assert "unknown setting 'voise'" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

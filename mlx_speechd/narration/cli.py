@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..cli import Number
+from ..cli import Number, build_parser, config_file_arg
+from ..config import ConfigError, apply_defaults
 from ..engine.types import DEFAULT_AUDIO_CACHE_SIZE
 from ..errors import SpeechdError
 from ..settings import parse_size
@@ -20,6 +22,21 @@ if TYPE_CHECKING:
 EXIT_FAILED_SEGMENTS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+SHARED_SETTINGS = (
+    "voice",
+    "language",
+    "instruct",
+    "seed",
+    "max_batch",
+    "voices_dir",
+    "ref_audio",
+    "ref_text",
+    "audio_cache_dir",
+    "audio_cache_size",
+    "no_audio_cache",
+)
+"""The daemon's settings `narrate` also takes from its config file and MLX_SPEECHD_* variables
+(besides `model`, of which it takes the first)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("input", help="the script: .txt, .md or .jsonl file, or - for stdin")
     parser.add_argument("--out-dir", required=True, help="folder for the audio files and manifest.json")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's TOML config file (default: $MLX_SPEECHD_CONFIG): narrate takes its model (the "
+        "first), voice, language, instruct, seed, max_batch, voices_dir, ref_audio, ref_text and audio "
+        "cache settings, as from MLX_SPEECHD_* variables; the command line wins",
+    )
     parser.add_argument("--model", help="model (default: $MLX_SPEECHD_MODEL, else mlx-speechd's default)")
     parser.add_argument("--voice", help="voice for segments that name none")
     parser.add_argument("--language", help="language for segments that name none (default: auto)")
@@ -73,7 +97,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the subcommand; 0 when every segment has its file, 1 when some failed."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    try:
+        parser.set_defaults(**shared_defaults(argv))
+    except ConfigError as err:
+        print(f"mlx-speechd narrate: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -95,6 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlx-speechd narrate: failed segments: {', '.join(result.failed)}", file=sys.stderr)
         return EXIT_FAILED_SEGMENTS
     return 0
+
+
+def shared_defaults(argv: Sequence[str]) -> dict[str, object]:
+    """The shared settings the config file and the environment give, read as the daemon reads them
+    (so a misspelt key is an error here too, and daemon-only keys are accepted and left alone)."""
+    daemon = build_parser()
+    sources = apply_defaults(daemon, config_file_arg(argv), os.environ)
+    values = vars(daemon.parse_args([]))
+    defaults = {key: values[key] for key in SHARED_SETTINGS if key in sources}
+    if "model" in sources:
+        defaults["model"] = values["model"][0]
+    return defaults
 
 
 def _load_options(args: argparse.Namespace) -> EngineOptions:
