@@ -192,8 +192,8 @@ def sample_rows(logits: mx.array, noise: mx.array, sampling: Sampling) -> mx.arr
     if sampling.temperature != 1.0:
         logits = logits / sampling.temperature
     candidates = None
-    if 0 < sampling.top_k < logits.shape[-1]:
-        candidates = mx.argpartition(-logits, kth=sampling.top_k - 1, axis=-1)[:, : sampling.top_k]
+    if (k := noise_size(sampling, logits.shape[-1])) < logits.shape[-1]:
+        candidates = mx.argpartition(-logits, kth=k - 1, axis=-1)[:, :k]
         logits = mx.take_along_axis(logits, candidates, axis=-1)
     if 0.0 < sampling.top_p < 1.0:
         logprobs = apply_top_p(nn.log_softmax(logits, axis=-1), sampling.top_p)

@@ -79,7 +79,8 @@ class VoiceBook:
 
     def library_voices(self, model: str) -> list[str]:
         """The names of the library voices `model` speaks."""
-        return [e.name for e in self.entries() if e.model == model and e.kind not in ("preset", "model")]
+        kinds = {kind.value for kind in VoiceKind}
+        return [e.name for e in self.entries() if e.model == model and e.kind in kinds]
 
     def _own_voice_entry(self) -> VoiceEntry:
         info, name = self.info, self.own_voice_name()

@@ -233,7 +233,7 @@ def _add(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
 
 def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     """Render the sample of a designed voice (new with --description, else the stored one) and keep it."""
-    model, settings = _design_settings(args, library)
+    model, settings, created = _design_settings(args, library)
     if args.output:
         api.check_audio_path(args.output)
     device = parse_device(args.device)
@@ -243,15 +243,14 @@ def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     if variant is not Variant.VOICE_DESIGN:
         raise _UsageError(f"'{model}' is a {variant} model; designing a voice needs a VoiceDesign model")
     audio = _render(model, settings)
-    rendered_again = not args.description  # the stored design, rendered again: still the same voice
     voice = library.add(
         args.name,
         VoiceKind.DESIGNED,
         settings,
         audio=audio.samples,
         model=model,
-        force=args.force or rendered_again,
-        created=library.get(args.name).created if rendered_again else None,
+        force=args.force or created is not None,
+        created=created,
     )
     if args.output:
         audio.save(args.output)
@@ -262,15 +261,16 @@ def _design(args: argparse.Namespace, library: VoiceLibrary) -> Voice:
     return voice
 
 
-def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[str, VoiceParams]:
-    """The model and settings to render: the options', or the stored voice's with the options applied."""
+def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[str, VoiceParams, str | None]:
+    """The model and settings to render: the options', or the stored voice's with the options applied;
+    and the stored voice's creation time when it is rendered again (still the same voice), else None."""
     language = normalize_language(args.language, LANGUAGES) if args.language else None
     if args.description:
         library.check_free(args.name, args.force)
         settings = VoiceParams(
             language=language, description=args.description, sample_text=args.sample_text, seed=args.seed
         )
-        model = args.model or DESIGN_MODEL
+        model, created = args.model or DESIGN_MODEL, None
     else:
         stored = library.get(args.name)
         if stored.kind is not VoiceKind.DESIGNED:
@@ -279,7 +279,7 @@ def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[s
             )
         given = {"sample_text": args.sample_text, "seed": args.seed, "language": language}
         settings = replace(stored.settings, **{k: v for k, v in given.items() if v is not None})
-        model = args.model or stored.model or DESIGN_MODEL
+        model, created = args.model or stored.model or DESIGN_MODEL, stored.created
     if not settings.sample_text:
         raise _UsageError("the sample needs a text: give --text")
     folder = Path(model).expanduser()
@@ -287,7 +287,7 @@ def _design_settings(args: argparse.Namespace, library: VoiceLibrary) -> tuple[s
         model = str(folder.absolute())
     if settings.seed is None:
         settings = replace(settings, seed=secrets.randbelow(2**31))
-    return model, settings
+    return model, settings, created
 
 
 def _render(model: str, settings: VoiceParams) -> api.Audio:
