@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-AUDIO_CODE_VERSION = 2
+AUDIO_CODE_VERSION = 3
 """Bump whenever our code changes the audio of a sentence (generation loop, sampling, decoder, PCM
 conversion): every entry written before then stops matching."""
 

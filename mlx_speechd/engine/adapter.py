@@ -20,6 +20,7 @@ from mlx_audio.lm.models.cache import BatchKVCache
 from mlx_audio.lm.sample_utils import apply_top_p
 
 from ..errors import InvalidRequestError, ModelLoadError
+from .cpu_kernels import DecoderKernels, faster_conv, for_device
 from .types import ModelInfo, Variant
 
 _REF_ROLE_TOKENS = 3
@@ -81,9 +82,17 @@ class Caches:
 class CodecDecoder:
     """The codec decoder's layers, for decoding in steps (`StreamingDecoder`) or at once."""
 
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: Any, kernels: DecoderKernels | None = None) -> None:
         # mlx-audio wraps the decoder in `mx.compile` after loading; the bound method's owner is the module.
-        self._decoder = getattr(decoder.streaming_step, "__self__", decoder)
+        self._upstream = getattr(decoder.streaming_step, "__self__", decoder)
+        self._kernels = kernels or for_device(mx.default_device())
+        self._decoder = _fresh_copy(self._upstream) if self._kernels.replace_convs else self._upstream
+        if self._kernels.replace_convs:
+            # Its causal and upsampling layers call a `conv` child (and keep their streaming state);
+            # the copy shares the weights, and mlx-audio's own module stays as it is.
+            for _, module in self._decoder.named_modules():
+                if (faster := faster_conv(getattr(module, "conv", None))) is not None:
+                    module.conv = faster
 
     @property
     def total_upsample(self) -> int:
@@ -96,9 +105,7 @@ class CodecDecoder:
 
     def copy(self) -> CodecDecoder:
         """A second decoder with the same weights and its own streaming state."""
-        other = type(self._decoder)(self._decoder.config)
-        other.update(self._decoder.parameters())
-        return CodecDecoder(other)
+        return CodecDecoder(_fresh_copy(self._upstream), self._kernels)
 
     def reset(self) -> None:
         """Forget the convolution state of the previous utterance."""
@@ -139,26 +146,49 @@ class CodecDecoder:
         return self._decoder.pre_transformer(hidden, mask=mask, cache=cache)
 
     def synthesize(self, hidden: mx.array, *, streaming: bool) -> mx.array:
-        """Upsampling and the waveform decoder: [1, n, width] to n * total_upsample samples in [-1, 1]."""
+        """Upsampling and the waveform decoder: [1, n, width] to n * total_upsample samples in [-1, 1].
+
+        mlx-audio's layers, with the activations of `cpu_kernels.for_device` (the same formulas).
+        """
         dec = self._decoder
-        if streaming:
-            for transpose_conv, convnext in dec.upsample:
-                hidden = convnext.step(transpose_conv(hidden))
-            wav = dec.decoder[0].step(hidden)
-            for block in dec.decoder[1:-2]:
-                wav = block.step(wav)
-            wav = dec.decoder[-1].step(dec.decoder[-2](wav))
-        else:
-            for transpose_conv, convnext in dec.upsample:
-                hidden = convnext(transpose_conv(hidden))
-            wav = hidden
-            for layer in dec.decoder:
-                wav = layer(wav)
+        for transpose_conv, convnext in dec.upsample:
+            hidden = self._convnext(convnext, transpose_conv(hidden), streaming)
+        wav = _conv(dec.decoder[0], hidden, streaming)
+        for block in dec.decoder[1:-2]:
+            wav = self._snake(block.block[0], wav)
+            wav = _conv(block.block[1], wav, streaming)
+            for unit in block.block[2:]:
+                wav = self._residual(unit, wav, streaming)
+        wav = _conv(dec.decoder[-1], self._snake(dec.decoder[-2], wav), streaming)
         return mx.clip(wav[0, :, 0], -1.0, 1.0)
+
+    def _snake(self, snake: Any, x: mx.array) -> mx.array:
+        return self._kernels.snake(x, snake.alpha, snake.beta, snake.eps)
+
+    def _residual(self, unit: Any, x: mx.array, streaming: bool) -> mx.array:
+        y = _conv(unit.conv1, self._snake(unit.act1, x), streaming)
+        return x + _conv(unit.conv2, self._snake(unit.act2, y), streaming)
+
+    def _convnext(self, block: Any, x: mx.array, streaming: bool) -> mx.array:
+        y = block.norm(_conv(block.dwconv, x, streaming))
+        y = block.pwconv2(self._kernels.gelu(block.pwconv1(y)))
+        return x + block.gamma * y
 
     def decode_upstream(self, codes: mx.array) -> mx.array:
         """mlx-audio's own one-shot decode of codes [1, groups, n] (unwindowed), for comparisons."""
-        return self._decoder(codes)[0, 0]
+        return self._upstream(codes)[0, 0]
+
+
+def _fresh_copy(decoder: Any) -> Any:
+    """Another mlx-audio codec decoder module with the same weight arrays (built lazily: no cost)."""
+    other = type(decoder)(decoder.config)
+    other.update(decoder.parameters())
+    return other
+
+
+def _conv(module: Any, x: mx.array, streaming: bool) -> mx.array:
+    """A causal (transposed) convolution of the codec decoder, carrying its state when `streaming`."""
+    return module.step(x) if streaming else module(x)
 
 
 CodePredictor = Callable[[mx.array, mx.array], tuple[mx.array, mx.array]]

@@ -19,6 +19,8 @@ import pytest
 from conformance_goldens import Goldens
 from mlx_audio.tts.models.qwen3_tts.qwen3_tts import mel_spectrogram
 
+from mlx_speechd.engine.adapter import CodecDecoder
+from mlx_speechd.engine.cpu_kernels import NATIVE
 from mlx_speechd.engine.decoder import StreamingDecoder, decode_reference
 from mlx_speechd.testing.official_layout import DECODER_WINDOW, NUM_CODE_GROUPS, SAMPLES_PER_FRAME
 
@@ -96,6 +98,16 @@ def test_streaming_decoder_matches_the_official_one_pass_decode(
         mx.eval(chunk)
         parts.append(np.array(chunk))
     _assert_audio_matches(goldens, np.concatenate(parts), f"StreamingDecoder, chunks {schedule}")
+
+
+def test_streaming_decoder_on_mlx_kernels_matches_the_official_one_pass_decode(
+    official_model: Any, goldens: Goldens
+) -> None:
+    """The decoder as it runs on Metal and CUDA: MLX's own activations and convolutions."""
+    decoder = StreamingDecoder(CodecDecoder(official_model.speech_tokenizer.decoder, NATIVE), DECODER_WINDOW)
+    codes = _codes(goldens)
+    parts = [np.array(decoder.step(codes[:, :, start:end])) for start, end in _chunks(codes.shape[2], (10,))]
+    _assert_audio_matches(goldens, np.concatenate(parts), "StreamingDecoder on MLX kernels, chunks (10,)")
 
 
 def test_reference_decode_matches_the_official_one(official_qwen3: Any, goldens: Goldens) -> None:
