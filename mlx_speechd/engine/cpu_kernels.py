@@ -116,22 +116,32 @@ def conv_transpose1d(x: mx.array, weight: mx.array, stride: int) -> mx.array:
     return sum(parts[1:], parts[0])[:, : (length - 1) * stride + kernel]
 
 
-class MatmulConvTranspose1d(nn.Module):
-    """An `nn.ConvTranspose1d` without padding or dilation, run by `conv_transpose1d`.
+class _Replacement(nn.Module):
+    """A convolution's `weight` and `bias` (the same arrays, not copies), computed by `convolve`."""
 
-    Holds the same `weight` and `bias` arrays (not copies), so it loads and shares weights the same way.
-    """
-
-    def __init__(self, conv: nn.ConvTranspose1d) -> None:
+    def __init__(self, conv: nn.Module) -> None:
         super().__init__()
         self.weight = conv.weight
         if "bias" in conv:
             self.bias = conv.bias
-        self.stride = conv.stride
+
+    def convolve(self, x: mx.array) -> mx.array:
+        raise NotImplementedError
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = conv_transpose1d(x, self.weight, self.stride)
+        y = self.convolve(x)
         return y + self.bias if "bias" in self else y
+
+
+class MatmulConvTranspose1d(_Replacement):
+    """An `nn.ConvTranspose1d` without padding or dilation, run by `conv_transpose1d`."""
+
+    def __init__(self, conv: nn.ConvTranspose1d) -> None:
+        super().__init__(conv)
+        self.stride = conv.stride
+
+    def convolve(self, x: mx.array) -> mx.array:
+        return conv_transpose1d(x, self.weight, self.stride)
 
 
 def dilated_conv1d(x: mx.array, weight: mx.array, dilation: int, groups: int = 1) -> mx.array:
@@ -152,20 +162,16 @@ def dilated_conv1d(x: mx.array, weight: mx.array, dilation: int, groups: int = 1
     return y.reshape(batch, -1, out_channels)[:, :out_length]
 
 
-class PhasedConv1d(nn.Module):
-    """A dilated `nn.Conv1d` (stride 1, no padding) run by `dilated_conv1d`; the same arrays."""
+class PhasedConv1d(_Replacement):
+    """A dilated `nn.Conv1d` (stride 1, no padding) run by `dilated_conv1d`."""
 
     def __init__(self, conv: nn.Conv1d) -> None:
-        super().__init__()
-        self.weight = conv.weight
-        if "bias" in conv:
-            self.bias = conv.bias
+        super().__init__(conv)
         self.dilation = conv.dilation
         self.groups = conv.groups
 
-    def __call__(self, x: mx.array) -> mx.array:
-        y = dilated_conv1d(x, self.weight, self.dilation, self.groups)
-        return y + self.bias if "bias" in self else y
+    def convolve(self, x: mx.array) -> mx.array:
+        return dilated_conv1d(x, self.weight, self.dilation, self.groups)
 
 
 def faster_conv(conv: object) -> nn.Module | None:
