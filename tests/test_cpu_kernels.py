@@ -114,3 +114,13 @@ def test_decoder_on_cpu_kernels_matches_mlx_kernels(tiny_custom_voice: Path) -> 
     # mlx-audio's own module keeps MLX's convolutions: the replacements live in a copy.
     kinds = {type(m).__name__ for _, m in upstream.named_modules()}
     assert "MatmulConvTranspose1d" not in kinds and "ConvTranspose1d" in kinds
+
+
+def test_speaker_encoder_runs_its_dilated_convolutions_undilated_on_the_cpu(tiny_base: Path) -> None:
+    model, _ = load_model(str(tiny_base))
+    encoder = model.module.speaker_encoder
+    phased = [m for _, m in encoder.named_modules() if isinstance(m, PhasedConv1d)]
+    assert phased and all(m.dilation > 1 for m in phased)
+    assert not [m for _, m in encoder.named_modules() if isinstance(m, nn.Conv1d) and m.dilation > 1]
+    reference = mx.random.normal((24000,)) * 0.1
+    assert model.speaker_embedding(reference).shape[0] == 1

@@ -20,7 +20,7 @@ from mlx_audio.lm.models.cache import BatchKVCache
 from mlx_audio.lm.sample_utils import apply_top_p
 
 from ..errors import InvalidRequestError, ModelLoadError
-from .cpu_kernels import DecoderKernels, faster_conv, for_device
+from .cpu_kernels import DecoderKernels, for_device, replace_slow_convs
 from .types import ModelInfo, Variant
 
 _REF_ROLE_TOKENS = 3
@@ -88,11 +88,8 @@ class CodecDecoder:
         self._kernels = kernels or for_device(mx.default_device())
         self._decoder = _fresh_copy(self._upstream) if self._kernels.replace_convs else self._upstream
         if self._kernels.replace_convs:
-            # Its causal and upsampling layers call a `conv` child (and keep their streaming state);
-            # the copy shares the weights, and mlx-audio's own module stays as it is.
-            for _, module in self._decoder.named_modules():
-                if (faster := faster_conv(getattr(module, "conv", None))) is not None:
-                    module.conv = faster
+            # The copy shares the weights, and mlx-audio's own module stays as it is.
+            replace_slow_convs(self._decoder)
 
     @property
     def total_upsample(self) -> int:
@@ -256,6 +253,8 @@ class Qwen3Model:
         self.eos_token = int(talker_config.codec_eos_token_id)
         self.suppress_tokens: list[int] = model._suppress_codec_tokens(self.eos_token)  # noqa: SLF001
         self.decoder = CodecDecoder(model.speech_tokenizer.decoder)
+        if model.speaker_encoder is not None and for_device(mx.default_device()).replace_convs:
+            replace_slow_convs(model.speaker_encoder)  # its dilated TDNN convolutions
         self._suppress = mx.zeros((talker_config.vocab_size,), mx.bool_)
         self._suppress[mx.array(self.suppress_tokens)] = True
         self._predictors: dict[tuple[float, int, float], CodePredictor] = {}

@@ -10,6 +10,7 @@ Measured on an x86 core (docs/performance.md, "The codec decoder on the CPU"):
   first upsampling layer took 1.4 s and each dilated residual convolution over 2 s. Here the
   transposed convolution is one matrix product and an overlap-add, and a dilated convolution is
   `dilation` undilated ones (MLX's fast path), one per phase of the input.
+The speaker encoder's dilated TDNN convolutions get the same treatment (`replace_slow_convs`).
 On Metal and CUDA MLX's own kernels are fast, so `for_device` keeps them there.
 """
 
@@ -182,6 +183,13 @@ def faster_conv(conv: object) -> nn.Module | None:
     if isinstance(conv, nn.Conv1d) and conv.dilation > 1 and (conv.stride, conv.padding) == (1, 0):
         return PhasedConv1d(conv)
     return None
+
+
+def replace_slow_convs(module: nn.Module) -> None:
+    """Swap each `conv` child of `module`'s layers that `faster_conv` covers (layers call `self.conv`)."""
+    for _, layer in module.named_modules():
+        if (faster := faster_conv(getattr(layer, "conv", None))) is not None:
+            layer.conv = faster
 
 
 @dataclass(frozen=True)
