@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         return command(argv[1:])
     parser = build_parser()
     try:
-        sources = apply_defaults(parser, config_file_arg(argv), os.environ)
+        sources = _config_defaults(parser, argv)
         args = parser.parse_args(argv)
         config = _checked(args)
         if blas.failure:
@@ -453,6 +453,24 @@ def config_file_arg(argv: Sequence[str]) -> str | None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     return pre.parse_known_args(argv)[0].config
+
+
+def help_asked(argv: Sequence[str]) -> bool:
+    """Whether -h/--help is on the command line: help is printed even when the config file is broken."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-h", "--help", action="store_true")
+    return bool(pre.parse_known_args(argv)[0].help)
+
+
+def _config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> dict[str, str]:
+    """`apply_defaults` from --config and the environment; with --help, a broken config is only reported."""
+    try:
+        return apply_defaults(parser, config_file_arg(argv), os.environ)
+    except ConfigError as err:
+        if not help_asked(argv):
+            raise
+        print_error(err)
+        return {}
 
 
 if __name__ == "__main__":

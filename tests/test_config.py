@@ -106,6 +106,16 @@ def test_print_config_and_config_errors_from_the_command_line(tmp_path: Path) ->
     assert result.returncode == 2
     assert "unknown setting 'nonsense'" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()
+    # --help still answers (the broken file is reported beside it), for the daemon and for narrate.
+    for command in ([], ["narrate"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "mlx_speechd", *command, "--config", str(bad), "--help"],
+            capture_output=True,
+            check=False,
+        )
+        assert result.returncode == 0
+        assert result.stdout.decode().startswith("usage: mlx-speechd")
+        assert "unknown setting 'nonsense'" in result.stderr.decode()
 
 
 # ---- layering, one setting kind at a time (no subprocess) ----

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..cli import Number, build_parser, config_file_arg
+from ..cli import Number, build_parser, config_file_arg, help_asked
 from ..config import ConfigError, apply_defaults
 from ..engine.types import DEFAULT_AUDIO_CACHE_SIZE
 from ..errors import SpeechdError
@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.set_defaults(**shared_defaults(argv))
     except ConfigError as err:
         print(f"mlx-speechd narrate: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        if not help_asked(argv):
+            return EXIT_USAGE
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
