@@ -3,7 +3,8 @@
 Records process RSS and MLX memory (active and buffer cache) at start (after warm-up), after
 the first 10 requests, after all sequential requests and after the concurrent phase, and the
 time to first audio throughout. Texts vary in length (so prompt and chunk shapes vary, the
-usual cause of MLX cache growth).
+usual cause of MLX cache growth). Memory is read once the engine has idled long enough to give the
+heap's freed pages back (`_SETTLE_S` after a request), as a daemon between requests would be.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import mlx.core as mx
 
 from mlx_speechd.engine import Engine, EngineConfig, GuardSettings
+from mlx_speechd.engine.memory import IDLE_TRIM_AFTER_S
 
 from .engine_bench import engine_request, engine_request_async
 from .measure import RequestResult, median, percentile, process_memory
@@ -35,6 +37,8 @@ TEXTS = (
     "Humidity is forty percent.",
 )
 _CHECKPOINT_AFTER = 10
+_SETTLE_S = IDLE_TRIM_AFTER_S + 0.5
+"""How long after a request's last chunk memory is read: the engine has trimmed the heap by then."""
 GUARDS = GuardSettings(frames_per_char=1.5, min_frames=20)
 """Shorter frame caps than the default (the fixed-length test model always runs to its cap): 20-40
 frames (1.6-3.2 s of audio) per text, so 200 requests take minutes on a CPU."""
@@ -80,6 +84,7 @@ def soak(model: str, requests: int, clients: int, per_client: int) -> dict[str, 
     done = 0
 
     def checkpoint(label: str) -> None:
+        time.sleep(_SETTLE_S)
         checkpoints.append(
             Checkpoint(
                 label,
@@ -101,6 +106,7 @@ def soak(model: str, requests: int, clients: int, per_client: int) -> dict[str, 
         if done == _CHECKPOINT_AFTER:
             checkpoint(f"after {done}")
         if done % _CHECKPOINT_AFTER == 0:
+            time.sleep(_SETTLE_S)
             trace.append((done, process_memory().rss_bytes, mx.get_cache_memory()))
     checkpoint(f"after {done} sequential")
     parallel = asyncio.run(concurrent(engine, clients, per_client))

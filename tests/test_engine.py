@@ -359,3 +359,14 @@ def test_same_audio_as_mlx_audio_generate_for_the_same_seed(tiny_custom_voice: P
     )
     assert ours.shape == upstream.shape == (30 * FRAME_SAMPLES,)
     np.testing.assert_allclose(ours, upstream, atol=2e-4)
+
+
+def test_the_engine_gives_freed_memory_back_once_it_is_idle(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims = threading.Semaphore(0)
+    monkeypatch.setattr("mlx_speechd.engine.memory.release_freed_memory", trims.release)
+    _speak(engine, "Then the engine rests.", seed=3)
+    assert not trims.acquire(timeout=1)  # not between the requests of a burst
+    assert trims.acquire(timeout=10)  # once the engine has been idle for IDLE_TRIM_AFTER_S
+    assert not trims.acquire(timeout=3)  # and once per idle spell, not on every wake-up

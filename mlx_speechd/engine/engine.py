@@ -32,6 +32,7 @@ from .fast_generation import generate_utterance_fast
 from .generation import GenerationSettings, Utterance
 from .job import Job
 from .loader import load_model
+from .memory import IdleTrimmer
 from .preflight import check_before_loading
 from .reply import Reply
 from .scheduler import BatchScheduler, RowRequest
@@ -78,6 +79,8 @@ class Engine:
         """Jobs with work whose readers are behind; woken when their queue drains."""
         self._jobs: set[Job] = set()
         self._closing = False
+        self._trimmer = IdleTrimmer()
+        """Gives the C heap's freed pages back when the engine idles (engine thread only)."""
         self._next_id = 1
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -268,8 +271,13 @@ class Engine:
                 if not stalled:
                     job = self._next_runnable(fits)
                     if job is not None or fits is not None:
+                        self._trimmer.busy()
                         return job
-                    self._cond.wait(self.config.stall_timeout / 4 if self._held else None)
+                    if not (trim := self._trimmer.due()):
+                        limit = self.config.stall_timeout / 4 if self._held else None
+                        self._cond.wait(self._trimmer.wait_seconds(limit))
+            if not stalled and trim:  # idle for a while: once per idle spell, outside the lock
+                self._trimmer.trim()
             for job in stalled:
                 self._stall(job)
 
