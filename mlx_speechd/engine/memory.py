@@ -13,7 +13,7 @@ trim between its requests. Other C libraries (macOS) have no `malloc_trim`: ther
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import sys
 import time
 from collections.abc import Callable
 
@@ -22,10 +22,10 @@ IDLE_TRIM_AFTER_S = 2.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+    """glibc's `malloc_trim`, looked up among the process's own symbols; None with other C libraries."""
+    if not sys.platform.startswith("linux"):
         return None
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
     return trim
 
 
