@@ -86,9 +86,9 @@ class CodecDecoder:
         # mlx-audio wraps the decoder in `mx.compile` after loading; the bound method's owner is the module.
         self._upstream = getattr(decoder.streaming_step, "__self__", decoder)
         self._kernels = kernels or for_device(mx.default_device())
-        self._decoder = _fresh_copy(self._upstream) if self._kernels.replace_convs else self._upstream
-        if self._kernels.replace_convs:
-            # The copy shares the weights, and mlx-audio's own module stays as it is.
+        self._decoder = self._upstream
+        if self._kernels.replace_convs:  # in a copy sharing the weights: mlx-audio's module stays as it is
+            self._decoder = _fresh_copy(self._upstream)
             replace_slow_convs(self._decoder)
 
     @property
@@ -145,7 +145,7 @@ class CodecDecoder:
     def synthesize(self, hidden: mx.array, *, streaming: bool) -> mx.array:
         """Upsampling and the waveform decoder: [1, n, width] to n * total_upsample samples in [-1, 1].
 
-        mlx-audio's layers, with the activations of `cpu_kernels.for_device` (the same formulas).
+        mlx-audio's layers, with this decoder's kernels' GELU and Snake (the same formulas).
         """
         dec = self._decoder
         for transpose_conv, convnext in dec.upsample:
@@ -252,8 +252,9 @@ class Qwen3Model:
         talker_config = model.config.talker_config
         self.eos_token = int(talker_config.codec_eos_token_id)
         self.suppress_tokens: list[int] = model._suppress_codec_tokens(self.eos_token)  # noqa: SLF001
-        self.decoder = CodecDecoder(model.speech_tokenizer.decoder)
-        if model.speaker_encoder is not None and for_device(mx.default_device()).replace_convs:
+        kernels = for_device(mx.default_device())
+        self.decoder = CodecDecoder(model.speech_tokenizer.decoder, kernels)
+        if model.speaker_encoder is not None and kernels.replace_convs:
             replace_slow_convs(model.speaker_encoder)  # its dilated TDNN convolutions
         self._suppress = mx.zeros((talker_config.vocab_size,), mx.bool_)
         self._suppress[mx.array(self.suppress_tokens)] = True
